@@ -1,0 +1,2 @@
+/* model: see model.h. (being written) */
+#include "model/model.h"
