@@ -1,0 +1,78 @@
+/* model_internal: activation buffers and block entry points shared by the
+ * model's source files. Not part of the model API (model.h). */
+#ifndef GRPO_MODEL_INTERNAL_H
+#define GRPO_MODEL_INTERNAL_H
+
+#include "model/model.h"
+
+/* Saved activations of one MLA block for N = B*T tokens. */
+typedef struct AttnActs {
+    float *qa;      /* [N, d_q]  q_a_proj output (q-LoRA) */
+    float *qa_rstd; /* [N] */
+    float *qan;     /* [N, d_q]  normalised */
+    float *q;       /* [N, n_h*(d_n+d_r)]  rope applied to the rope dims */
+    float *kva;     /* [N, d_c+d_r]  latent (raw) | k_pe (rotated) */
+    float *kv_rstd; /* [N] */
+    float *ckv;     /* [N, d_c]  normalised latent (what the decode cache holds) */
+    float *kvb;     /* [N, n_h*(d_n+d_v)]  per head k_nope | v */
+    float *k;       /* [N, n_h*(d_n+d_r)]  assembled keys k_nope | k_pe */
+    float *p;       /* [B, n_h, T, T]  softmax probabilities */
+    float *att;     /* [N, n_h*d_v]  attention output before o_proj */
+} AttnActs;
+
+/* Saved activations of a dense MLP or an MoE block. */
+typedef struct MlpActs {
+    float *g, *u, *h;   /* dense [N, I] / shared experts [N, I_s] */
+    float *scores;      /* [N, E] sigmoid (V3) or softmax (V2) affinities */
+    int *topk;          /* [N, k] selected experts */
+    float *topw;        /* [N, k] final weights (normalised, scaled) */
+    float *topsum;      /* [N] sum of selected affinities before normalising */
+    int *count;         /* [E] assignments per expert */
+    int *start;         /* [E+1] offsets into perm */
+    int *perm;          /* [N*k] assignment ids (n*k + j) grouped by expert */
+    float *eg, *eu, *eh;/* [N*k, I_e] expert activations in perm order */
+    float *ey;          /* [N*k, H] expert outputs (unweighted) in perm order */
+} MlpActs;
+
+typedef struct LayerActs {
+    float *x;       /* [N, H] layer input (residual) */
+    float *xn1;     /* [N, H] */
+    float *rstd1;   /* [N] */
+    AttnActs a;
+    float *xm;      /* [N, H] residual after attention */
+    float *xn2;     /* [N, H] */
+    float *rstd2;   /* [N] */
+    MlpActs f;
+} LayerActs;
+
+struct ModelActs {
+    int B, T;        /* capacity */
+    LayerActs *layer;/* [L] */
+    float *xout;     /* [N, H] last layer output */
+    float *xfn;      /* [N, H] final-normed hidden */
+    float *rstdf;    /* [N] */
+    float *lse;      /* [N] log-sum-exp of logits/temp */
+    int *pos;        /* [N] positions */
+    float temperature;
+    /* backward scratch */
+    float *dres, *dxn;           /* [N, H] */
+    float *dbig;                 /* sized for the largest per-block gradient set */
+    size_t dbig_n;
+};
+
+static inline float *grad_of(const Model *m, const float *p) { return m->grads + (p - m->params); }
+
+void attn_fwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, float *out, int B, int T, const int *pos);
+void attn_bwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, const float *dout, float *dxn, int B, int T,
+              const int *pos, float *scratch);
+size_t attn_bwd_scratch(const ModelConfig *c, int B, int T);
+
+/* out[N,H] = MLP/MoE(xn); router load counted into load[E] when non-NULL. */
+void mlp_fwd(Model *m, const LayerW *w, int moe, MlpActs *f, const float *xn, float *out, int N, int *load);
+void mlp_bwd(Model *m, const LayerW *w, int moe, MlpActs *f, const float *xn, const float *dout, float *dxn, int N,
+             float *scratch);
+size_t mlp_bwd_scratch(const ModelConfig *c, int N);
+void mlp_acts_alloc(MlpActs *f, const ModelConfig *c, int moe, int N);
+void mlp_acts_free(MlpActs *f);
+
+#endif
