@@ -57,7 +57,8 @@ void kvcache_copy(KvCache *kv, int dst, int src) {
 
 /* Buffers for N new tokens. */
 typedef struct Scratch {
-    float *x, *xn, *qa, *q, *kva, *att, *tmp; /* see dec_layer for shapes */
+    float *x, *xn, *qa, *q, *kva, *att, *tmp; /* see model_extend for shapes */
+    float *rcos, *rsin;                       /* [N, d_r/2] */
     MlpActs f;
 } Scratch;
 
@@ -107,6 +108,7 @@ static void attend(const Model *m, const LayerW *w, const KvCache *kv, int l, in
 }
 
 static void dec_layer(Model *m, int l, KvCache *kv, Scratch *S, int N, const int *slot_of, const int *pos) {
+    const float *cs = S->rcos, *sn = S->rsin;
     const ModelConfig *c = &m->cfg;
     const LayerW *w = &m->layers[l];
     const int H = c->hidden_size, nh = c->num_attention_heads, dn = c->qk_nope_head_dim;
@@ -119,9 +121,9 @@ static void dec_layer(Model *m, int l, KvCache *kv, Scratch *S, int N, const int
     } else {
         linear_fwd(S->q, S->xn, w->q, N, nh * dqk, H, 0);
     }
-    rope_apply(S->q + dn, pos, m->rope_inv_freq, c->rope_amplitude, N, nh, dqk, nh * dqk, dr, 0);
+    rope_apply(S->q + dn, cs, sn, N, nh, dqk, nh * dqk, dr, 0);
     linear_fwd(S->kva, S->xn, w->kv_a, N, dc + dr, H, 0);
-    rope_apply(S->kva + dc, pos, m->rope_inv_freq, c->rope_amplitude, N, 1, 0, dc + dr, dr, 0);
+    rope_apply(S->kva + dc, cs, sn, N, 1, 0, dc + dr, dr, 0);
     for (int i = 0; i < N; i++) { /* append to the cache before attending (causal within the call) */
         rmsnorm_fwd(ckv_at(kv, l, slot_of[i], pos[i]), NULL, S->kva + (long)i * (dc + dr), w->kv_a_norm, 1, dc, dc,
                      dc, c->latent_norm_eps);
@@ -165,6 +167,8 @@ int model_extend(Model *m, KvCache *kv, int nseq, const int *slots, const int *n
     int *slot_of = xmalloc(sizeof(int) * N), *pos = xmalloc(sizeof(int) * N);
     for (int i = 0, n = 0; i < nseq; i++)
         for (int j = 0; j < ntok[i]; j++, n++) slot_of[n] = slots[i], pos[n] = kv->len[slots[i]] + j;
+    S.rcos = xaligned(sizeof(float) * N * (dr / 2)), S.rsin = xaligned(sizeof(float) * N * (dr / 2));
+    rope_table(S.rcos, S.rsin, pos, m->rope_inv_freq, c->rope_amplitude, N, dr);
     for (int n = 0; n < N; n++) memcpy(S.x + (long)n * H, m->embed + (long)ids[n] * H, H * sizeof(float));
     for (int l = 0; l < c->num_hidden_layers; l++) {
         MlpActs keep = S.f;
@@ -183,7 +187,7 @@ int model_extend(Model *m, KvCache *kv, int nseq, const int *slots, const int *n
         }
         linear_fwd(logits, S.tmp, m->lm_head, nseq, V, H, 0);
     }
-    free(S.x), free(S.xn), free(S.tmp), free(S.qa), free(S.q), free(S.kva), free(S.att);
+    free(S.x), free(S.xn), free(S.tmp), free(S.qa), free(S.q), free(S.kva), free(S.att), free(S.rcos), free(S.rsin);
     mlp_acts_free(&S.f);
     mlp_acts_free(&dense);
     free(slot_of), free(pos);

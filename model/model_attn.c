@@ -28,7 +28,8 @@ static void softmax_causal(float *s, int T) {
     }
 }
 
-void attn_fwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, float *out, int B, int T, const int *pos) {
+void attn_fwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, float *out, int B, int T, const float *cs,
+              const float *sn) {
     const ModelConfig *c = &m->cfg;
     const int N = B * T, H = c->hidden_size, nh = c->num_attention_heads;
     const int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dqk = dn + dr, dv = c->v_head_dim;
@@ -41,11 +42,11 @@ void attn_fwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, float *ou
     } else {
         linear_fwd(a->q, xn, w->q, N, nh * dqk, H, 0);
     }
-    rope_apply(a->q + dn, pos, m->rope_inv_freq, c->rope_amplitude, N, nh, dqk, nh * dqk, dr, 0);
+    rope_apply(a->q + dn, cs, sn, N, nh, dqk, nh * dqk, dr, 0);
     /* keys and values from the latent */
     linear_fwd(a->kva, xn, w->kv_a, N, dc + dr, H, 0);
     rmsnorm_fwd(a->ckv, a->kv_rstd, a->kva, w->kv_a_norm, N, dc, dc + dr, dc, c->latent_norm_eps);
-    rope_apply(a->kva + dc, pos, m->rope_inv_freq, c->rope_amplitude, N, 1, 0, dc + dr, dr, 0);
+    rope_apply(a->kva + dc, cs, sn, N, 1, 0, dc + dr, dr, 0);
     linear_fwd(a->kvb, a->ckv, w->kv_b, N, nh * (dn + dv), dc, 0);
     for (int n = 0; n < N; n++)
         for (int h = 0; h < nh; h++) {
@@ -81,7 +82,7 @@ size_t attn_bwd_scratch(const ModelConfig *c, int B, int T) {
 }
 
 void attn_bwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, const float *dout, float *dxn, int B, int T,
-              const int *pos, float *s) {
+              const float *cs, const float *sn, float *s) {
     const ModelConfig *c = &m->cfg;
     const int N = B * T, H = c->hidden_size, nh = c->num_attention_heads;
     const int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dqk = dn + dr, dv = c->v_head_dim;
@@ -131,8 +132,8 @@ void attn_bwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, const flo
             for (int i = 0; i < dr; i++) dkpe[i] += dk[dn + i];
         }
     }
-    rope_apply(dkva + dc, pos, m->rope_inv_freq, c->rope_amplitude, N, 1, 0, dc + dr, dr, 1);
-    rope_apply(dQ + dn, pos, m->rope_inv_freq, c->rope_amplitude, N, nh, dqk, nh * dqk, dr, 1);
+    rope_apply(dkva + dc, cs, sn, N, 1, 0, dc + dr, dr, 1);
+    rope_apply(dQ + dn, cs, sn, N, nh, dqk, nh * dqk, dr, 1);
     /* kv_b_proj and the latent norm */
     memset(dckv, 0, sizeof(float) * N * dc);
     linear_bwd_x(dckv, dkvb, w->kv_b, N, nh * (dn + dv), dc);

@@ -37,8 +37,8 @@ static int nlayer_acts(const Model *m) { return m->cfg.num_hidden_layers + (m->h
 
 static void acts_free_top(ModelActs *A) {
     if (!A) return;
-    free(A->xout), free(A->xfn), free(A->rstdf), free(A->lse), free(A->pos), free(A->dres), free(A->dxn);
-    free(A->dbig);
+    free(A->xout), free(A->xfn), free(A->rstdf), free(A->lse), free(A->ent), free(A->pos), free(A->rcos), free(A->rsin), free(A->dres), free(A->dxn);
+    free(A->dbig), free(A->zhead);
     free(A);
 }
 
@@ -58,6 +58,12 @@ static void acts_free_layers(Model *m) {
 
 void model_release_acts(Model *m) { acts_free_layers(m); }
 
+/* Rows per head chunk: bounded so chunk x V logits stay around 4M floats. */
+static int head_chunk(const ModelConfig *c) {
+    int ch = (int)(4194304L / c->vocab_size);
+    return ch < 8 ? 8 : ch;
+}
+
 /* Ensures activations for at least B x T (reallocating when the shape grows). */
 static ModelActs *acts_ensure(Model *m, int B, int T) {
     if (m->acts && m->acts->B == B && m->acts->T == T) return m->acts;
@@ -76,24 +82,26 @@ static ModelActs *acts_ensure(Model *m, int B, int T) {
         int moe = l < c->num_hidden_layers ? config_layer_is_moe(c, l) : c->n_routed_experts > 0;
         mlp_acts_alloc(&la->f, c, moe, (int)N);
     }
-    A->xout = F(N * H), A->xfn = F(N * H), A->rstdf = F(N), A->lse = F(N);
+    A->xout = F(N * H), A->xfn = F(N * H), A->rstdf = F(N), A->lse = F(N), A->ent = F(N);
     A->pos = xaligned(sizeof(int) * N);
+    A->rcos = F(N * (c->qk_rope_head_dim / 2)), A->rsin = F(N * (c->qk_rope_head_dim / 2));
     A->dres = F(N * H), A->dxn = F(N * H);
     size_t sa = attn_bwd_scratch(c, B, T), sm = mlp_bwd_scratch(c, (int)N);
     A->dbig_n = sa > sm ? sa : sm;
     A->dbig = F(A->dbig_n);
+    A->zhead = F((long)head_chunk(c) * c->vocab_size);
     m->acts = A;
     return A;
 }
 
 /* One decoder layer: out = x + attn(norm(x)); out += mlp(norm(out)). */
 static void layer_fwd(Model *m, const LayerW *w, int moe, LayerActs *la, const float *x, float *out, int B, int T,
-                      const int *pos, int *load) {
+                      int *load) {
     const ModelConfig *c = &m->cfg;
     const int N = B * T, H = c->hidden_size;
     if (la->x != x) memcpy(la->x, x, sizeof(float) * N * H);
     rmsnorm_fwd(la->xn1, la->rstd1, la->x, w->input_norm, N, H, H, H, c->rms_norm_eps);
-    attn_fwd(m, w, &la->a, la->xn1, la->xm, B, T, pos);
+    attn_fwd(m, w, &la->a, la->xn1, la->xm, B, T, m->acts->rcos, m->acts->rsin);
     for (long i = 0; i < (long)N * H; i++) la->xm[i] += la->x[i];
     rmsnorm_fwd(la->xn2, la->rstd2, la->xm, w->post_norm, N, H, H, H, c->rms_norm_eps);
     mlp_fwd(m, w, moe, &la->f, la->xn2, out, N, load);
@@ -101,7 +109,7 @@ static void layer_fwd(Model *m, const LayerW *w, int moe, LayerActs *la, const f
 }
 
 /* dres: in = d(out), out = d(x). */
-static void layer_bwd(Model *m, const LayerW *w, int moe, LayerActs *la, float *dres, int B, int T, const int *pos) {
+static void layer_bwd(Model *m, const LayerW *w, int moe, LayerActs *la, float *dres, int B, int T) {
     const ModelConfig *c = &m->cfg;
     ModelActs *A = m->acts;
     const int N = B * T, H = c->hidden_size;
@@ -109,7 +117,7 @@ static void layer_bwd(Model *m, const LayerW *w, int moe, LayerActs *la, float *
     mlp_bwd(m, w, moe, &la->f, la->xn2, dres, A->dxn, N, A->dbig);
     rmsnorm_bwd(dres, grad_of(m, w->post_norm), A->dxn, la->xm, w->post_norm, la->rstd2, N, H, H, H);
     memset(A->dxn, 0, sizeof(float) * N * H);
-    attn_bwd(m, w, &la->a, la->xn1, dres, A->dxn, B, T, pos, A->dbig);
+    attn_bwd(m, w, &la->a, la->xn1, dres, A->dxn, B, T, A->rcos, A->rsin, A->dbig);
     rmsnorm_bwd(dres, grad_of(m, w->input_norm), A->dxn, la->x, w->input_norm, la->rstd1, N, H, H, H);
 }
 
@@ -136,23 +144,18 @@ static int forward_hidden(Model *m, const Batch *b, Err *err) {
     ModelActs *A = acts_ensure(m, b->B, b->T);
     const int N = b->B * b->T, H = c->hidden_size, L = c->num_hidden_layers;
     for (int i = 0; i < N; i++) A->pos[i] = i % b->T;
+    rope_table(A->rcos, A->rsin, A->pos, m->rope_inv_freq, c->rope_amplitude, N, c->qk_rope_head_dim);
     float *x0 = A->layer[0].x;
     for (int i = 0; i < N; i++) memcpy(x0 + (long)i * H, m->embed + (long)b->ids[i] * H, H * sizeof(float));
     const int E = c->n_routed_experts;
     if (E) memset(m->router_load, 0, sizeof(int) * L * E);
     for (int l = 0; l < L; l++) {
         float *out = l + 1 < L ? A->layer[l + 1].x : A->xout;
-        layer_fwd(m, &m->layers[l], config_layer_is_moe(c, l), &A->layer[l], A->layer[l].x, out, b->B, b->T, A->pos,
+        layer_fwd(m, &m->layers[l], config_layer_is_moe(c, l), &A->layer[l], A->layer[l].x, out, b->B, b->T,
                   E ? m->router_load + l * E : NULL);
     }
     rmsnorm_fwd(A->xfn, A->rstdf, A->xout, m->final_norm, N, H, H, H, c->rms_norm_eps);
     return 0;
-}
-
-/* Rows per head chunk: bounded so chunk x V logits stay around 4M floats. */
-static int head_chunk(const ModelConfig *c) {
-    int ch = (int)(4194304L / c->vocab_size);
-    return ch < 8 ? 8 : ch;
 }
 
 int model_forward(Model *m, const Batch *b, float temperature, float *logp, float *entropy, Err *err) {
@@ -161,7 +164,7 @@ int model_forward(Model *m, const Batch *b, float temperature, float *logp, floa
     ModelActs *A = m->acts;
     A->temperature = temperature;
     const int N = b->B * b->T, V = m->cfg.vocab_size, H = m->cfg.hidden_size, ch = head_chunk(&m->cfg);
-    float *z = F((long)ch * V);
+    float *z = A->zhead;
     for (int n0 = 0; n0 < N; n0 += ch) {
         int cn = N - n0 < ch ? N - n0 : ch;
         linear_fwd(z, A->xfn + (long)n0 * H, m->lm_head, cn, V, H, 0);
@@ -179,10 +182,10 @@ int model_forward(Model *m, const Batch *b, float temperature, float *logp, floa
             A->lse[n0 + i] = lse;
             int tgt = b->targets ? b->targets[n0 + i] : -1;
             if (logp) logp[n0 + i] = tgt >= 0 ? r[tgt] - lse : 0.0f;
-            if (entropy) entropy[n0 + i] = lse - (float)(sz / s);
+            A->ent[n0 + i] = lse - (float)(sz / s);
+            if (entropy) entropy[n0 + i] = A->ent[n0 + i];
         }
     }
-    free(z);
     return 0;
 }
 
@@ -198,34 +201,29 @@ static void head_bwd(Model *m, const Batch *b, const float *dlogp, const float *
     ModelActs *A = m->acts;
     const int N = b->B * b->T, V = m->cfg.vocab_size, H = m->cfg.hidden_size, ch = head_chunk(&m->cfg);
     const float tau = A->temperature;
-    float *z = F((long)ch * V);
+    float *z = A->zhead;
     for (int n0 = 0; n0 < N; n0 += ch) {
         int cn = N - n0 < ch ? N - n0 : ch;
-        linear_fwd(z, A->xfn + (long)n0 * H, m->lm_head, cn, V, H, 0);
+        if (N > ch) { /* one chunk only: the forward left z/tau in the buffer */
+            linear_fwd(z, A->xfn + (long)n0 * H, m->lm_head, cn, V, H, 0);
+            for (long i = 0; i < (long)cn * V; i++) z[i] /= tau;
+        }
 #pragma omp parallel for
         for (int i = 0; i < cn; i++) {
             float *r = z + (long)i * V;
             int n = n0 + i, tgt = b->targets ? b->targets[n] : -1;
             float gl = tgt >= 0 && dlogp ? dlogp[n] : 0.0f, ge = dent ? dent[n] : 0.0f;
-            float lse = A->lse[n];
-            double ent = 0;
-            if (ge != 0.0f) { /* H = lse - sum p z */
-                double s = 0;
-                for (int v = 0; v < V; v++) s += exp((double)(r[v] / tau - lse)) * (r[v] / tau);
-                ent = lse - s;
-            }
+            float lse = A->lse[n], ent = A->ent[n];
             for (int v = 0; v < V; v++) {
-                float zv = r[v] / tau, lp = zv - lse, p = expf(lp);
+                float lp = r[v] - lse, p = expf(lp);
                 /* d logp_tgt / dz = onehot - p ; d H / dz = -p (log p + H) */
-                float dz = -gl * p - ge * p * (lp + (float)ent);
-                r[v] = dz / tau;
+                r[v] = (-gl * p - ge * p * (lp + ent)) / tau;
             }
             if (tgt >= 0) r[tgt] += gl / tau;
         }
         linear_bwd_x(dxfn + (long)n0 * H, z, m->lm_head, cn, V, H);
         linear_bwd_w(grad_of(m, m->lm_head), z, A->xfn + (long)n0 * H, cn, V, H);
     }
-    free(z);
 }
 
 void model_backward(Model *m, const Batch *b, const float *dlogp, const float *dentropy) {
@@ -239,7 +237,7 @@ void model_backward(Model *m, const Batch *b, const float *dlogp, const float *d
     memset(A->dres, 0, sizeof(float) * N * H);
     rmsnorm_bwd(A->dres, grad_of(m, m->final_norm), dxfn, A->xout, m->final_norm, A->rstdf, N, H, H, H);
     for (int l = L - 1; l >= 0; l--)
-        layer_bwd(m, &m->layers[l], config_layer_is_moe(c, l), &A->layer[l], A->dres, b->B, b->T, A->pos);
+        layer_bwd(m, &m->layers[l], config_layer_is_moe(c, l), &A->layer[l], A->dres, b->B, b->T);
     float *gE = grad_of(m, m->embed);
     for (int i = 0; i < N; i++) {
         float *g = gE + (long)b->ids[i] * H;
@@ -264,7 +262,7 @@ int model_mtp_logits(Model *m, const Batch *b, float *logits, Err *err) {
     rmsnorm_fwd(cat + H, NULL, A->xfn, m->mtp.hnorm, N, H, H, 2 * H, c->rms_norm_eps);
     linear_fwd(z, cat, m->mtp.eh_proj, N, H, 2 * H, 0);
     LayerActs *la = &A->layer[c->num_hidden_layers];
-    layer_fwd(m, &m->mtp.layer, c->n_routed_experts > 0, la, z, zo, b->B, b->T, A->pos, NULL);
+    layer_fwd(m, &m->mtp.layer, c->n_routed_experts > 0, la, z, zo, b->B, b->T, NULL);
     rmsnorm_fwd(z, NULL, zo, m->mtp.head_norm, N, H, H, H, c->rms_norm_eps);
     linear_fwd(logits, z, m->mtp.head, N, c->vocab_size, H, 0);
     free(e), free(cat), free(z), free(zo);

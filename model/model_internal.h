@@ -32,6 +32,8 @@ typedef struct MlpActs {
     int *perm;          /* [N*k] assignment ids (n*k + j) grouped by expert */
     float *eg, *eu, *eh;/* [N*k, I_e] expert activations in perm order */
     float *ey;          /* [N*k, H] expert outputs (unweighted) in perm order */
+    float *xe;          /* [N*k, H] expert inputs gathered in perm order */
+    float *dye;         /* [N*k, H] backward: weighted output grads in perm order */
 } MlpActs;
 
 typedef struct LayerActs {
@@ -52,8 +54,11 @@ struct ModelActs {
     float *xfn;      /* [N, H] final-normed hidden */
     float *rstdf;    /* [N] */
     float *lse;      /* [N] log-sum-exp of logits/temp */
+    float *ent;      /* [N] entropy of softmax(logits/temp) */
     int *pos;        /* [N] positions */
+    float *rcos, *rsin; /* [N, d_r/2] rope tables for pos */
     float temperature;
+    float *zhead;    /* [head_chunk, V] logits of one chunk of tokens */
     /* backward scratch */
     float *dres, *dxn;           /* [N, H] */
     float *dbig;                 /* sized for the largest per-block gradient set */
@@ -62,9 +67,11 @@ struct ModelActs {
 
 static inline float *grad_of(const Model *m, const float *p) { return m->grads + (p - m->params); }
 
-void attn_fwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, float *out, int B, int T, const int *pos);
+/* cs, sn: [B*T, d_r/2] rope tables (rope_table) for the tokens' positions. */
+void attn_fwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, float *out, int B, int T, const float *cs,
+              const float *sn);
 void attn_bwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, const float *dout, float *dxn, int B, int T,
-              const int *pos, float *scratch);
+              const float *cs, const float *sn, float *scratch);
 size_t attn_bwd_scratch(const ModelConfig *c, int B, int T);
 
 /* out[N,H] = MLP/MoE(xn); router load counted into load[E] when non-NULL. */

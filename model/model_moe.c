@@ -44,11 +44,14 @@ void mlp_acts_alloc(MlpActs *f, const ModelConfig *c, int moe, int N) {
     f->eu = xaligned(sizeof(float) * N * k * Ie);
     f->eh = xaligned(sizeof(float) * N * k * Ie);
     f->ey = xaligned(sizeof(float) * N * k * H);
+    f->xe = xaligned(sizeof(float) * N * k * H);
+    f->dye = xaligned(sizeof(float) * N * k * H);
 }
 
 void mlp_acts_free(MlpActs *f) {
     free(f->g), free(f->u), free(f->h), free(f->scores), free(f->topk), free(f->topw), free(f->topsum);
     free(f->count), free(f->start), free(f->perm), free(f->eg), free(f->eu), free(f->eh), free(f->ey);
+    free(f->xe), free(f->dye);
     memset(f, 0, sizeof *f);
 }
 
@@ -169,11 +172,10 @@ void mlp_fwd(Model *m, const LayerW *w, int moe, MlpActs *f, const float *xn, fl
     for (int e = 0; e < E; e++) {
         int cnt = f->count[e], s0 = f->start[e];
         if (!cnt) continue;
-        float *xe = xmalloc(sizeof(float) * cnt * H);
+        float *xe = f->xe + (long)s0 * H;
         for (int i = 0; i < cnt; i++) memcpy(xe + (long)i * H, xn + (long)(f->perm[s0 + i] / k) * H, H * sizeof(float));
         swiglu_mlp_fwd(xe, w->exp_gate[e], w->exp_up[e], w->exp_down[e], f->eg + (long)s0 * Ie, f->eu + (long)s0 * Ie,
                        f->eh + (long)s0 * Ie, f->ey + (long)s0 * H, cnt, H, Ie, 0);
-        free(xe);
     }
     /* routed sum in fp32, token by token in slot order (no races) */
     int *where = xmalloc(sizeof(int) * N * k);
@@ -222,10 +224,10 @@ void mlp_bwd(Model *m, const LayerW *w, int moe, MlpActs *f, const float *xn, co
     for (int e = 0; e < E; e++) {
         int cnt = f->count[e], s0 = f->start[e];
         if (!cnt) continue;
-        float *xe = xmalloc(sizeof(float) * cnt * H), *dy = xmalloc(sizeof(float) * cnt * H);
+        const float *xe = f->xe + (long)s0 * H;
+        float *dy = f->dye + (long)s0 * H;
         for (int i = 0; i < cnt; i++) {
             int a = f->perm[s0 + i], n = a / k;
-            memcpy(xe + (long)i * H, xn + (long)n * H, H * sizeof(float));
             float wj = f->topw[a];
             for (int d = 0; d < H; d++) dy[(long)i * H + d] = wj * dout[(long)n * H + d];
         }
@@ -233,8 +235,6 @@ void mlp_bwd(Model *m, const LayerW *w, int moe, MlpActs *f, const float *xn, co
         memset(dxe, 0, sizeof(float) * cnt * H);
         swiglu_mlp_bwd(m, xe, w->exp_gate[e], w->exp_up[e], w->exp_down[e], f->eg + (long)s0 * Ie,
                        f->eu + (long)s0 * Ie, f->eh + (long)s0 * Ie, dy, dxe, cnt, H, Ie, ebuf + 3L * s0 * Ie);
-        free(xe);
-        free(dy);
     }
     int *where = xmalloc(sizeof(int) * N * k);
     for (long i = 0; i < (long)N * k; i++) where[f->perm[i]] = (int)i;

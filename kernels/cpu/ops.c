@@ -43,23 +43,29 @@ void rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const fl
     }
 }
 
-void rope_apply(float *x, const int *pos, const float *inv_freq, float amp, int N, int nvec, int vstride, int ldx,
-                int dr, int inverse) {
+void rope_table(float *cs, float *sn, const int *pos, const float *inv_freq, float amp, int N, int dr) {
     int half = dr / 2;
 #pragma omp parallel for PAR_ROWS(N)
-    for (int i = 0; i < N; i++) {
-        float cs[256], sn[256];
+    for (int i = 0; i < N; i++)
         for (int j = 0; j < half; j++) {
-            float ang = (float)pos[i] * inv_freq[j];  /* fp32 angle, as HF and the official code */
-            cs[j] = cosf(ang) * amp;
-            sn[j] = (inverse ? -sinf(ang) : sinf(ang)) * amp;
+            float ang = (float)pos[i] * inv_freq[j];
+            cs[(long)i * half + j] = cosf(ang) * amp;
+            sn[(long)i * half + j] = sinf(ang) * amp;
         }
+}
+
+void rope_apply(float *x, const float *cs, const float *sn, int N, int nvec, int vstride, int ldx, int dr, int inverse) {
+    int half = dr / 2;
+    float sg = inverse ? -1.0f : 1.0f;
+#pragma omp parallel for PAR_ROWS(N)
+    for (int i = 0; i < N; i++) {
+        const float *c = cs + (long)i * half, *s = sn + (long)i * half;
         for (int v = 0; v < nvec; v++) {
             float *p = x + (long)i * ldx + (long)v * vstride;
             for (int j = 0; j < half; j++) {
-                float a = p[2 * j], b = p[2 * j + 1];
-                p[2 * j] = a * cs[j] - b * sn[j];
-                p[2 * j + 1] = b * cs[j] + a * sn[j];
+                float a = p[2 * j], b = p[2 * j + 1], sj = sg * s[j];
+                p[2 * j] = a * c[j] - b * sj;
+                p[2 * j + 1] = b * c[j] + a * sj;
             }
         }
     }

@@ -12,12 +12,14 @@ void rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int N, i
 void rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int N,
                  int D, int ldx, int lddx);
 
-/* Rotates pairs (x[2i], x[2i+1]) of the last dr dims of each of `nvec` vectors
- * per row by angle pos[row]*inv_freq[i]; amp scales cos/sin (YaRN amplitude).
- * x rows have stride ldx and vectors within a row stride vstride.
- * inverse=1 applies the transpose rotation (the backward). */
-void rope_apply(float *x, const int *pos, const float *inv_freq, float amp, int N, int nvec, int vstride, int ldx,
-                int dr, int inverse);
+/* cs/sn[N, dr/2] = amp * cos/sin(pos[i] * inv_freq[j]), the angle in fp32 as
+ * HF and the official code compute it (amp: the YaRN amplitude, 1 for real
+ * checkpoints). */
+void rope_table(float *cs, float *sn, const int *pos, const float *inv_freq, float amp, int N, int dr);
+/* Rotates pairs (x[2i], x[2i+1]) of the dr dims of each of `nvec` vectors per
+ * row (vectors vstride apart, rows ldx apart) by the angles of rope_table.
+ * inverse=1 applies the transposed rotation (the backward). */
+void rope_apply(float *x, const float *cs, const float *sn, int N, int nvec, int vstride, int ldx, int dr, int inverse);
 
 /* h[N,I] = silu(g) * u */
 void swiglu_fwd(float *h, const float *g, const float *u, long n);
