@@ -16,7 +16,13 @@ enum { MR = 6, NR = 2 * VW, KC = 256, MC = 96, NC = 256 };
 
 static inline vf vload(const float *p) { vf v; __builtin_memcpy(&v, p, sizeof v); return v; }
 static inline void vstore(float *p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
-static inline vf vbcast(float x) { return (vf){0} + x; }
+/* not (vf){0} + x: without -fno-signed-zeros that costs a real add per broadcast */
+#if VW == 16
+#define VBCAST(x) ((vf){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x})
+#else
+#define VBCAST(x) ((vf){x, x, x, x, x, x, x, x})
+#endif
+static inline vf vbcast(float x) { return VBCAST(x); }
 
 /* acc = a-panel [kc][MR] x b-panel [kc][NR]; C tile (+)= alpha*acc (mr x nr valid). */
 static void micro(int kc, const float *restrict a, const float *restrict b, float *c, int ldc, int mr, int nr,
