@@ -12,10 +12,14 @@
 #include "kernels/cpu/ops.h"
 #include "model/model_internal.h"
 
-/* Causal softmax rows in place: row t keeps columns 0..t. */
-static void softmax_causal(float *s, int T) {
-    for (int t = 0; t < T; t++) {
-        float *r = s + (long)t * T, mx = -INFINITY;
+enum { ABLK = 64 }; /* attention row block: columns past the block's last row are skipped */
+
+/* Causal softmax of rows r0..r0+rn-1 of a [T, T] matrix in place: row t keeps
+ * columns 0..t and zeroes the rest. */
+static void softmax_causal(float *s, int rn, int r0, int T) {
+    for (int i = 0; i < rn; i++) {
+        int t = r0 + i;
+        float *r = s + (long)i * T, mx = -INFINITY;
         for (int j = 0; j <= t; j++) mx = r[j] > mx ? r[j] : mx;
         double sum = 0;
         for (int j = 0; j <= t; j++) {
@@ -54,7 +58,8 @@ void attn_fwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, float *ou
             memcpy(k, a->kvb + (long)n * nh * (dn + dv) + h * (dn + dv), dn * sizeof(float));
             memcpy(k + dn, a->kva + (long)n * (dc + dr) + dc, dr * sizeof(float));
         }
-    /* per (sequence, head): P = softmax(Q K^T * scale), O = P V */
+    /* per (sequence, head): P = softmax(Q K^T * scale), O = P V, in row blocks
+     * that skip the columns the causal mask removes */
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * nh; bh++) {
         int b = bh / nh, h = bh % nh;
@@ -62,9 +67,15 @@ void attn_fwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, float *ou
         const float *Q = a->q + (long)b * T * nh * dqk + h * dqk;
         const float *K = a->k + (long)b * T * nh * dqk + h * dqk;
         const float *V = a->kvb + (long)b * T * nh * (dn + dv) + h * (dn + dv) + dn;
-        gemm(0, 1, T, T, dqk, c->softmax_scale, Q, nh * dqk, K, nh * dqk, 0.0f, P, T);
-        softmax_causal(P, T);
-        gemm(0, 0, T, dv, T, 1.0f, P, T, V, nh * (dn + dv), 0.0f, a->att + (long)b * T * nh * dv + h * dv, nh * dv);
+        float *O = a->att + (long)b * T * nh * dv + h * dv;
+        for (int r0 = 0; r0 < T; r0 += ABLK) {
+            int rn = T - r0 < ABLK ? T - r0 : ABLK, cols = r0 + rn;
+            gemm(0, 1, rn, cols, dqk, c->softmax_scale, Q + (long)r0 * nh * dqk, nh * dqk, K, nh * dqk, 0.0f,
+                 P + (long)r0 * T, T);
+            softmax_causal(P + (long)r0 * T, rn, r0, T);
+            gemm(0, 0, rn, dv, cols, 1.0f, P + (long)r0 * T, T, V, nh * (dn + dv), 0.0f, O + (long)r0 * nh * dv,
+                 nh * dv);
+        }
     }
     linear_fwd(out, a->att, w->o, N, H, nh * dv, 0);
 }
@@ -108,19 +119,31 @@ void attn_bwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, const flo
         float *dP = dPall + (long)bh * 2 * T * T, *dS = dP + (long)T * T;
         long qo = (long)b * T * nh * dqk + h * dqk, vo = (long)b * T * nh * (dn + dv) + h * (dn + dv) + dn;
         const float *dO = datt + (long)b * T * nh * dv + h * dv;
-        /* dP = dO V^T ; dV = P^T dO */
-        gemm(0, 1, T, T, dv, 1.0f, dO, nh * dv, a->kvb + vo, nh * (dn + dv), 0.0f, dP, T);
-        gemm(1, 0, T, dv, T, 1.0f, P, T, dO, nh * dv, 0.0f, dkvb + vo, nh * (dn + dv));
-        /* dS = P * (dP - rowsum(P*dP)) * scale */
+        float *dV = dkvb + vo, *dQh = dQ + qo, *dKh = dK + qo;
         for (int t = 0; t < T; t++) {
-            const float *pr = P + (long)t * T;
-            float *dpr = dP + (long)t * T, *dsr = dS + (long)t * T;
-            double dot = 0;
-            for (int j = 0; j <= t; j++) dot += (double)pr[j] * dpr[j];
-            for (int j = 0; j < T; j++) dsr[j] = j <= t ? pr[j] * (dpr[j] - (float)dot) * c->softmax_scale : 0.0f;
+            memset(dV + (long)t * nh * (dn + dv), 0, dv * sizeof(float));
+            memset(dKh + (long)t * nh * dqk, 0, dqk * sizeof(float));
         }
-        gemm(0, 0, T, dqk, T, 1.0f, dS, T, a->k + qo, nh * dqk, 0.0f, dQ + qo, nh * dqk);
-        gemm(1, 0, T, dqk, T, 1.0f, dS, T, a->q + qo, nh * dqk, 0.0f, dK + qo, nh * dqk);
+        for (int r0 = 0; r0 < T; r0 += ABLK) {
+            int rn = T - r0 < ABLK ? T - r0 : ABLK, cols = r0 + rn;
+            const float *Pb = P + (long)r0 * T, *dOb = dO + (long)r0 * nh * dv;
+            float *dPb = dP + (long)r0 * T, *dSb = dS + (long)r0 * T;
+            /* dP = dO V^T ; dV += P^T dO */
+            gemm(0, 1, rn, cols, dv, 1.0f, dOb, nh * dv, a->kvb + vo, nh * (dn + dv), 0.0f, dPb, T);
+            gemm(1, 0, cols, dv, rn, 1.0f, Pb, T, dOb, nh * dv, 1.0f, dV, nh * (dn + dv));
+            /* dS = P * (dP - rowsum(P*dP)) * scale */
+            for (int i = 0; i < rn; i++) {
+                int t = r0 + i;
+                const float *pr = Pb + (long)i * T;
+                float *dpr = dPb + (long)i * T, *dsr = dSb + (long)i * T;
+                double dot = 0;
+                for (int j = 0; j <= t; j++) dot += (double)pr[j] * dpr[j];
+                for (int j = 0; j < cols; j++) dsr[j] = j <= t ? pr[j] * (dpr[j] - (float)dot) * c->softmax_scale : 0.0f;
+            }
+            /* dQ = dS K ; dK += dS^T Q */
+            gemm(0, 0, rn, dqk, cols, 1.0f, dSb, T, a->k + qo, nh * dqk, 0.0f, dQh + (long)r0 * nh * dqk, nh * dqk);
+            gemm(1, 0, cols, dqk, rn, 1.0f, dSb, T, a->q + qo + (long)r0 * nh * dqk, nh * dqk, 1.0f, dKh, nh * dqk);
+        }
     }
     /* split dK: k_nope -> dkvb, k_pe summed over heads -> dkva rope part */
     for (int n = 0; n < N; n++) {

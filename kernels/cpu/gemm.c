@@ -83,14 +83,18 @@ static void pack_b(float *Bp, int transB, const float *B, int ldb, int k0, int k
                 for (int j = nr; j < NR; j++) dst[k * NR + j] = 0.0f;
             }
         } else {
-            for (int j = 0; j < NR; j++) {
-                if (j >= nr) {
-                    for (int k = 0; k < kc; k++) dst[k * NR + j] = 0.0f;
-                    continue;
+            const float *src = B + (size_t)(j0 + p) * ldb + k0;
+            int k = 0;
+            for (; k + 8 <= kc; k += 8) { /* 8 k at a time: each source row read as one 32-byte run */
+                for (int j = 0; j < nr; j++) {
+                    const float *sj = src + (size_t)j * ldb + k;
+                    for (int q = 0; q < 8; q++) dst[(k + q) * NR + j] = sj[q];
                 }
-                const float *src = B + (size_t)(j0 + p + j) * ldb + k0;
-                for (int k = 0; k < kc; k++) dst[k * NR + j] = src[k];
+                for (int j = nr; j < NR; j++)
+                    for (int q = 0; q < 8; q++) dst[(k + q) * NR + j] = 0.0f;
             }
+            for (; k < kc; k++)
+                for (int j = 0; j < NR; j++) dst[k * NR + j] = j < nr ? src[(size_t)j * ldb + k] : 0.0f;
         }
     }
 }

@@ -24,8 +24,8 @@ static void check_config(const char *name) {
     CHECK(model_create(&m, &c, &o, &err) == 0, "%s", err.msg);
     model_init_random(&m, 11, 0.08f);
     tu_perturb(&m);
-    enum { S = 3, TMAX = 20 };
-    const int len[S] = {20, 13, 7}, prefill[S] = {5, 1, 4};
+    enum { S = 3, TMAX = 150 };
+    const int len[S] = {150, 13, 7}, prefill[S] = {70, 1, 4}; /* 150 > two attention row blocks */
     const int V = c.vocab_size;
     int ids[S][TMAX];
     float *ref[S];
