@@ -74,7 +74,7 @@ void arith_item(uint64_t seed, uint64_t index, const ArithOpts *o, ArithItem *it
     if (runif(&r) < o->p_noformat)
         snprintf(it->solution, sizeof it->solution, "%sSo the answer is %ld.", think, shown);
     else
-        snprintf(it->solution, sizeof it->solution, "<think>\n%s</think>\n<answer>%ld</answer>", think, shown);
+        snprintf(it->solution, sizeof it->solution, "<think>\n%s</think>\n<answer>\n%ld\n</answer>", think, shown);
 }
 
 void arith_write_jsonl(FILE *f, uint64_t seed, long n, const ArithOpts *o) {

@@ -2,7 +2,8 @@
  *
  * Multi-step word problems ("Mia has 7 pens. She buys 5 more. ...") whose
  * chain of thought is one equation per step, written as
- *   <think>\n7 + 5 = 12\n12 - 3 = 9\n</think>\n<answer>9</answer>
+ *   <think>\n7 + 5 = 12\n12 - 3 = 9\n</think>\n<answer>\n9\n</answer>
+ * (the open-r1 layout the stock format reward checks)
  * Generated deterministically from a seed; train and test splits use disjoint
  * seeds. An SFT variant degrades a share of the solutions on purpose (a wrong
  * step carried to a wrong answer, or missing think/answer tags) so the base

@@ -2,6 +2,7 @@
 #include "gemm.h"
 
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,16 +139,34 @@ static void gemm_small_m(int transA, int transB, int M, int N, int K, float alph
     }
 }
 
-static _Thread_local float *tl_buf;
-static _Thread_local size_t tl_cap;
+/* Per-thread packing buffer, freed by the key's destructor when an OpenMP
+ * thread exits (a _Thread_local pointer would leak it). */
+typedef struct Scratch { float *buf; size_t cap; } Scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p) {
+    Scratch *s = p;
+    free(s->buf);
+    free(s);
+}
+static void scratch_key_make(void) { pthread_key_create(&scratch_key, scratch_free); }
 
 static float *scratch(size_t n) {
-    if (n > tl_cap) {
-        free(tl_buf);
-        tl_buf = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
-        tl_cap = n;
+    pthread_once(&scratch_once, scratch_key_make);
+    Scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) abort();
+        pthread_setspecific(scratch_key, s);
     }
-    return tl_buf;
+    if (n > s->cap) {
+        free(s->buf);
+        s->buf = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
+        if (!s->buf) abort(); /* a few hundred KB; nothing sensible to do without it */
+        s->cap = n;
+    }
+    return s->buf;
 }
 
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,

@@ -1,0 +1,181 @@
+/* cmd_sft: `grpo sft RECIPE.lua`: next-token training on JSONL rows, for
+ * base models and cold starts. Each row gives a prompt (the recipe's
+ * prompt_template) and a completion (row[completion_field]); the loss is the
+ * mean cross-entropy over completion tokens plus the EOS that ends them.
+ * A row with no completion_field trains on the prompt text alone. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/xalloc.h"
+#include "cli.h"
+#include "cmd.h"
+#include "dataset.h"
+#include "optim.h"
+#include "runctx.h"
+
+typedef struct Example { int n, start; int *ids; } Example; /* loss on ids[start..n) */
+
+/* Tokenizes every row; rows over the length limit are skipped and counted. */
+static Example *sft_examples(const Recipe *r, const Tokenizer *tok, const Dataset *d, int *nex, Err *err) {
+    Example *ex = xcalloc(d->n, sizeof *ex);
+    TokText text = {0};
+    TokIds ids = {0};
+    int n = 0, skipped = 0, limit = r->max_prompt_length + r->max_completion_length;
+    int32_t eos = tok_eos(tok);
+    for (int i = 0; i < d->n; i++) {
+        if (runctx_prompt(tok, r->prompt_template, d->rows[i], &text, &ids, err)) {
+            err_wrap(err, "%s:%d", d->path, d->line[i]);
+            goto fail;
+        }
+        int start = (int)ids.n;
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(d->rows[i], r->completion_field);
+        if (c && !cJSON_IsString(c)) {
+            err_set(err, ERR_INPUT, "%s:%d: field '%s' is not a string", d->path, d->line[i], r->completion_field);
+            goto fail;
+        }
+        if (c && tok_encode(tok, c->valuestring, strlen(c->valuestring), 0, &ids, err)) goto fail;
+        if (!c) start = 1; /* plain text: every next token */
+        if (eos >= 0) tok_ids_push(&ids, eos);
+        if ((int)ids.n > limit || (int)ids.n < 2) { skipped++; continue; }
+        ex[n].n = (int)ids.n, ex[n].start = start;
+        ex[n].ids = xmalloc(sizeof(int) * ids.n);
+        for (size_t k = 0; k < ids.n; k++) ex[n].ids[k] = ids.v[k];
+        n++;
+    }
+    if (skipped) fprintf(stderr, "grpo sft: skipped %d of %d rows longer than %d tokens\n", skipped, d->n, limit);
+    tok_ids_free(&ids);
+    free(text.s);
+    *nex = n;
+    return ex;
+fail:
+    tok_ids_free(&ids);
+    free(text.s);
+    for (int k = 0; k < n; k++) free(ex[k].ids);
+    free(ex);
+    return NULL;
+}
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* One optimizer step over examples order[b0..b1): forward/backward in micro-batches. */
+static double sft_step(Model *m, Example *ex, const int *order, int b0, int b1, int micro, long *ntok_out, Err *err) {
+    long ntok = 0;
+    for (int i = b0; i < b1; i++) ntok += ex[order[i]].n - ex[order[i]].start;
+    double loss = 0;
+    for (int s = b0; s < b1; s += micro) {
+        int B = b1 - s < micro ? b1 - s : micro, T = 0;
+        for (int i = 0; i < B; i++) T = ex[order[s + i]].n > T ? ex[order[s + i]].n : T;
+        int *ids = xcalloc((size_t)B * T, sizeof(int)), *tg = xmalloc(sizeof(int) * B * T), *len = xmalloc(sizeof(int) * B);
+        float *lp = xmalloc(sizeof(float) * B * T), *dl = xcalloc((size_t)B * T, sizeof(float));
+        for (int i = 0; i < B * T; i++) tg[i] = -1;
+        for (int i = 0; i < B; i++) {
+            const Example *e = &ex[order[s + i]];
+            len[i] = e->n;
+            memcpy(ids + (long)i * T, e->ids, sizeof(int) * e->n);
+            for (int t = e->start - 1; t + 1 < e->n; t++) { /* position t predicts token t+1 */
+                tg[(long)i * T + t] = e->ids[t + 1];
+                dl[(long)i * T + t] = -1.0f / ntok;
+            }
+        }
+        Batch b = {B, T, ids, tg, len};
+        int rc = model_forward(m, &b, 1.0f, lp, NULL, err);
+        if (!rc) {
+            for (int i = 0; i < B * T; i++) loss -= tg[i] >= 0 ? lp[i] : 0.0;
+            model_backward(m, &b, dl, NULL);
+        }
+        free(ids), free(tg), free(len), free(lp), free(dl);
+        if (rc) return NAN;
+    }
+    *ntok_out = ntok;
+    return loss / ntok;
+}
+
+int cmd_sft(int argc, char **argv) {
+    CliOpt opts[] = {{"--set", "KEY=VALUE[;KEY=VALUE...]", "", "override recipe fields (';'-separated)", 0}, {0}};
+    CliSpec spec = {"grpo sft RECIPE.lua [--set key=value]",
+                    "Supervised next-token training on the recipe's train_data (prompt_template + completion_field),\n"
+                    "with AdamW, the recipe's schedule, micro_batch rows per optimizer step and sft_epochs passes.\n"
+                    "Writes output_dir/name/checkpoints/step-N/ and .../final/ (HF layout + tokenizer).\n"
+                    "Recipe fields: grpo train --help.",
+                    opts, 1, 1};
+    const char *pos[1];
+    int npos, rc = cli_parse(&spec, argc, argv, pos, &npos);
+    if (rc) return rc == CLI_HELP ? 0 : 2;
+    Recipe r;
+    Err err = {0};
+    recipe_defaults(&r);
+    if (recipe_load(&r, pos[0], &err)) goto fail;
+    char sets[4096];
+    snprintf(sets, sizeof sets, "%s", cli_str(&spec, "--set"));
+    for (char *a = strtok(sets, ";"); a; a = strtok(NULL, ";"))
+        if (recipe_set(&r, a, &err)) goto fail;
+    if (r.threads > 0) omp_set_num_threads(r.threads);
+    Model m;
+    Tokenizer *tok;
+    if (runctx_load(&r, &m, &tok, &err)) goto fail;
+    Dataset d;
+    if (dataset_load(&d, r.train_data, &err)) goto fail;
+    int nex;
+    Example *ex = sft_examples(&r, tok, &d, &nex, &err);
+    if (!ex) goto fail;
+    if (!nex) { err_set(&err, ERR_INPUT, "%s: no usable rows", r.train_data); goto fail; }
+    AdamWOpts ao;
+    adamw_opts_default(&ao);
+    ao.weight_decay = r.weight_decay, ao.max_grad_norm = r.max_grad_norm;
+    AdamW opt;
+    if (adamw_init(&opt, &ao, m.ptab, m.nparams, m.numel, &err)) goto fail;
+    int per_epoch = (nex + r.micro_batch - 1) / r.micro_batch, steps = per_epoch * r.sft_epochs;
+    LrSchedule sch = {0};
+    if (lr_schedule_parse(r.lr_scheduler_type, &sch.type, &err)) goto fail;
+    sch.lr = r.learning_rate, sch.total_steps = steps, sch.num_cycles = 0.5;
+    sch.warmup_steps = lr_warmup_steps(r.warmup_ratio, steps);
+    int *order = xmalloc(sizeof(int) * nex);
+    uint64_t rs = (uint64_t)r.seed;
+    char dir[1024];
+    const char *tokdir = r.tokenizer[0] ? r.tokenizer : r.model;
+    model_alloc_grads(&m);
+    double t0 = runctx_now();
+    long tokens = 0;
+    printf("grpo sft: %d examples, %d steps of %d, lr %g (%s), model %s\n", nex, steps, r.micro_batch, r.learning_rate,
+           r.lr_scheduler_type, r.model);
+    for (int step = 0; step < steps; step++) {
+        if (step % per_epoch == 0) { /* reshuffle each epoch */
+            for (int i = 0; i < nex; i++) order[i] = i;
+            for (int i = nex - 1; i > 0; i--) {
+                int j = (int)(rng_next(&rs) % (uint64_t)(i + 1)), t = order[i];
+                order[i] = order[j], order[j] = t;
+            }
+        }
+        int b0 = (step % per_epoch) * r.micro_batch, b1 = b0 + r.micro_batch < nex ? b0 + r.micro_batch : nex;
+        model_zero_grads(&m);
+        long nt = 0;
+        double loss = sft_step(&m, ex, order, b0, b1, r.micro_batch, &nt, &err);
+        if (isnan(loss) && err.msg[0]) goto fail;
+        AdamWStepInfo info;
+        adamw_step(&opt, m.params, m.grads, lr_schedule_at(&sch, step), &info);
+        tokens += nt;
+        double el = runctx_now() - t0;
+        runctx_progress(stdout, step + 1 == steps, "step %d/%d  loss %.4f  lr %.2e  grad_norm %.3f%s  %.0f tok/s  ETA %.0fs",
+                        step + 1, steps, loss, info.lr, info.grad_norm, info.skipped ? " (skipped: non-finite)" : "",
+                        tokens / el, el / (step + 1) * (steps - step - 1));
+        if (r.save_steps > 0 && (step + 1) % r.save_steps == 0 && step + 1 < steps) {
+            snprintf(dir, sizeof dir, "%s/%s/checkpoints/step-%d", r.output_dir, r.name, step + 1);
+            if (runctx_save(&m, tokdir, dir, &err)) goto fail;
+        }
+    }
+    snprintf(dir, sizeof dir, "%s/%s/checkpoints/final", r.output_dir, r.name);
+    if (runctx_save(&m, tokdir, dir, &err)) goto fail;
+    printf("grpo sft: wrote %s (%.1f s)\n", dir, runctx_now() - t0);
+    return 0;
+fail:
+    fprintf(stderr, "grpo sft: %s\n", err.msg);
+    return err.code ? err.code : 1;
+}

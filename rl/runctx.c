@@ -1,0 +1,95 @@
+/* runctx: see runctx.h. */
+#include "runctx.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "model/template.h"
+
+int runctx_load(const Recipe *r, Model *m, Tokenizer **tok, Err *err) {
+    if (!r->model[0]) return err_set(err, ERR_INPUT, "recipe: 'model' (a checkpoint directory) is required");
+    ModelOpts o = {0};
+    if (model_load(m, r->model, &o, err)) return -1;
+    const char *td = r->tokenizer[0] ? r->tokenizer : r->model;
+    *tok = tok_load(td, err);
+    if (!*tok) {
+        model_free(m);
+        return err_wrap(err, "tokenizer %s", td);
+    }
+    if (tok_vocab_size(*tok) > m->cfg.vocab_size) {
+        err_set(err, ERR_INPUT, "tokenizer %s has %d ids but the model's vocab_size is %d", td,
+                (int)tok_vocab_size(*tok), m->cfg.vocab_size);
+        tok_free(*tok);
+        model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+int runctx_prompt(const Tokenizer *tok, const char *tpl, const cJSON *row, TokText *text, TokIds *ids, Err *err) {
+    text->n = 0;
+    ids->n = 0;
+    if (tpl_fill(tpl, row, text, err)) return -1;
+    return tok_encode(tok, text->s ? text->s : "", text->n, 0, ids, err);
+}
+
+int runctx_mkdirs(const char *path, Err *err) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        char c = *p;
+        if (c == '/' || c == 0) {
+            *p = 0;
+            if (mkdir(buf, 0755) && errno != EEXIST) return err_set(err, ERR_WORK, "cannot create %s: %s", buf, strerror(errno));
+            *p = c;
+        }
+        if (!c) break;
+    }
+    return 0;
+}
+
+static int copy_file(const char *src, const char *dst, Err *err) {
+    FILE *in = fopen(src, "rb");
+    if (!in) return 0; /* optional file */
+    FILE *out = fopen(dst, "wb");
+    if (!out) { fclose(in); return err_set(err, ERR_WORK, "cannot write %s", dst); }
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) fwrite(buf, 1, n, out);
+    fclose(in);
+    if (fclose(out)) return err_set(err, ERR_WORK, "cannot write %s", dst);
+    return 0;
+}
+
+int runctx_save(const Model *m, const char *tokdir, const char *dir, Err *err) {
+    if (runctx_mkdirs(dir, err) || model_save(m, dir, 0, err)) return -1;
+    static const char *files[] = {"tokenizer.json", "tokenizer_config.json"};
+    for (int i = 0; i < 2; i++) {
+        char s[1024], d[1024];
+        snprintf(s, sizeof s, "%s/%s", tokdir, files[i]);
+        snprintf(d, sizeof d, "%s/%s", dir, files[i]);
+        if (strcmp(s, d) && copy_file(s, d, err)) return -1;
+    }
+    return 0;
+}
+
+double runctx_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void runctx_progress(FILE *f, int final, const char *fmt, ...) {
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (isatty(fileno(f))) fprintf(f, "\r\033[K%s%s", line, final ? "\n" : "");
+    else fprintf(f, "%s\n", line);
+    fflush(f);
+}

@@ -1,0 +1,28 @@
+/* runctx: what `grpo sft`, `grpo train` and `grpo eval` share: loading the
+ * model and its tokenizer for a recipe, turning a data row into prompt ids,
+ * writing a checkpoint (HF layout + tokenizer files) and the progress line. */
+#ifndef GRPO_RUNCTX_H
+#define GRPO_RUNCTX_H
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+
+#include "base/err.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "rl/recipe.h"
+
+/* Loads recipe->model (no MTP) and its tokenizer (recipe->tokenizer or the model dir). */
+int runctx_load(const Recipe *r, Model *m, Tokenizer **tok, Err *err);
+/* Fills the prompt template from row and encodes it (no special tokens added). */
+int runctx_prompt(const Tokenizer *tok, const char *tpl, const cJSON *row, TokText *text, TokIds *ids, Err *err);
+/* Saves the model to dir and copies tokenizer.json / tokenizer_config.json from tokdir. */
+int runctx_save(const Model *m, const char *tokdir, const char *dir, Err *err);
+/* mkdir -p */
+int runctx_mkdirs(const char *path, Err *err);
+/* Seconds since an arbitrary origin (monotonic). */
+double runctx_now(void);
+/* Progress: on a terminal, rewrites one line; otherwise prints plain lines. */
+void runctx_progress(FILE *f, int final, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif
