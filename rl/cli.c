@@ -32,7 +32,7 @@ int cli_parse(const CliSpec *spec, int argc, char **argv, const char **pos, int 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { help(spec); return CLI_HELP; }
-        if (a[0] == '-' && a[1] == '-' && a[2]) {
+        if (a[0] == '-' && a[1] && (a[1] == '-' ? a[2] != 0 : !(a[1] >= '0' && a[1] <= '9'))) { /* --name or -k */
             const char *eq = strchr(a, '=');
             CliOpt *o = find(spec, a, eq ? (size_t)(eq - a) : strlen(a));
             if (!o) {

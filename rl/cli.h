@@ -2,8 +2,9 @@
  *
  * Each subcommand declares a CliOpt table; cli_parse fills in values, prints
  * --help (every option with its default) and rejects unknown options with
- * exit code 2. It is not a general getopt: options are long only, `--name V`
- * or `--name=V`, flags take no value, positionals are collected in order. */
+ * exit code 2. It is not a general getopt: options are spelled as in the table
+ * (`--name V`, `--name=V`, or a short `-k V`), flags take no value,
+ * positionals are collected in order. */
 #ifndef GRPO_CLI_H
 #define GRPO_CLI_H
 
