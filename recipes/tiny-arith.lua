@@ -6,7 +6,6 @@ return {
   name = "tiny-arith",
   model = "recipes/tiny-arith/base",
   train_data = "recipes/tiny-arith/train.jsonl",
-  eval_data = "recipes/tiny-arith/test.jsonl",
   prompt_template = "{question}\n",
   rewards = {"rewards/math_accuracy.lua", "rewards/format.lua"},
   reward_weights = {1.0, 0.5},

@@ -33,7 +33,6 @@ static const Field fields[] = {
     S(model, "", "checkpoint directory in Hugging Face layout (config.json + safetensors)"),
     S(tokenizer, "", "tokenizer directory (tokenizer.json); empty = the model directory"),
     S(train_data, "", "training data, JSONL"),
-    S(eval_data, "", "held-out data for evaluation, JSONL (empty = none)"),
     S(prompt_template, "{question}\n", "prompt text with {field} placeholders filled from each row"),
     S(completion_field, "solution", "sft: the row field holding the target completion"),
     {"rewards", T_STRS, offsetof(Recipe, rewards), RECIPE_MAX_REWARDS, offsetof(Recipe, n_rewards),
@@ -59,7 +58,6 @@ static const Field fields[] = {
     D(epsilon_high, "0.2", "upper clip: 1 + epsilon_high (DAPO: 0.28)"),
     I(num_iterations, "1", "mu: optimisation passes over each batch of rollouts"),
     B(mask_truncated_completions, "false", "exclude completions cut by max_completion_length from the loss"),
-    B(dynamic_sampling, "false", "DAPO: drop groups whose rewards are all equal"),
     I(max_steps, "100", "training steps"),
     D(learning_rate, "1e-6", "peak learning rate (TRL default 1e-6)"),
     D(weight_decay, "0.0", "AdamW weight decay"),
@@ -69,8 +67,6 @@ static const Field fields[] = {
     I(micro_batch, "16", "sequences per forward/backward pass (gradient accumulation over the step)"),
     I(seed, "42", "seed for sampling and data order"),
     I(save_steps, "0", "checkpoint every N steps (0 = only at the end)"),
-    I(eval_steps, "0", "evaluate every N steps (0 = never during training)"),
-    I(eval_samples, "0", "eval_data rows used (0 = all)"),
     I(threads, "0", "CPU threads (0 = all cores)"),
     I(sft_epochs, "1", "sft: passes over train_data"),
     D(router_bias_gamma, "0.0", "MoE router bias update speed (aux-loss-free balancing), 0 = off"),
@@ -262,6 +258,7 @@ void recipe_help(FILE *f) {
     static const char *tn[] = {"string", "integer", "number", "boolean", "list", "list"};
     fprintf(f, "recipe fields (a Lua table returned by the recipe file; override with --set key=value):\n");
     for (int i = 0; i < NFIELDS; i++)
-        fprintf(f, "  %-28s %-8s default %-10s %s\n", fields[i].name, tn[fields[i].type],
-                fields[i].def[0] ? fields[i].def : "\"\"", fields[i].help);
+        fprintf(f, "  %-28s %-8s default %-12s %s\n", fields[i].name, tn[fields[i].type],
+                !fields[i].def[0] ? "\"\"" : strchr(fields[i].def, '\n') ? "\"{question}\\n\"" : fields[i].def,
+                fields[i].help);
 }

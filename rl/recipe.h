@@ -20,7 +20,6 @@ typedef struct Recipe {
     char model[512];           /* checkpoint directory (HF layout) */
     char tokenizer[512];       /* tokenizer directory ("" = model) */
     char train_data[512];      /* JSONL */
-    char eval_data[512];       /* JSONL ("" = none) */
     char prompt_template[2048];/* plain template with {field}s */
     char completion_field[64]; /* sft: the target text field */
     int n_rewards;
@@ -42,7 +41,6 @@ typedef struct Recipe {
     double beta, epsilon, epsilon_high;
     int num_iterations;        /* mu */
     int mask_truncated_completions;
-    int dynamic_sampling;      /* DAPO: drop zero-variance groups */
     /* optimisation */
     int max_steps;
     double learning_rate, weight_decay, max_grad_norm, warmup_ratio;
@@ -50,8 +48,6 @@ typedef struct Recipe {
     int micro_batch;           /* sequences per forward/backward */
     int seed;
     int save_steps;            /* 0 = only at the end */
-    int eval_steps;            /* 0 = none during training */
-    int eval_samples;          /* rows of eval_data used (0 = all) */
     int threads;               /* 0 = all cores */
     int sft_epochs;            /* sft */
     double router_bias_gamma;  /* aux-loss-free router bias update, 0 = off */
