@@ -12,6 +12,11 @@ typedef struct Topic {
 } Topic;
 
 static const Topic topics[] = {
+    {"tokenizer", bench_tokenizer, "single-thread encode MB/s vs HF tokenizers"},
+    {"model", bench_model, "CPU forward and forward+backward tokens/s vs PyTorch eager"},
+    {"sandbox", bench_sandbox, "sandboxed executions/s vs plain python3 -I -S spawns"},
+    {"store", bench_store, "rollout store write throughput (rollouts/s) vs a flat file"},
+    {"rewards", bench_rewards, "format and math reward scores/s, one core and all cores"},
 };
 enum { NTOPICS = sizeof topics / sizeof topics[0] };
 

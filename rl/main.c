@@ -15,7 +15,17 @@ typedef struct Command {
 } Command;
 
 static const Command commands[] = {
+    {"data", cmd_data, "write the synthetic arithmetic task of the tiny demo as JSONL"},
+    {"train", cmd_train, "GRPO training from a Lua recipe; every rollout goes to SQLite"},
+    {"eval", cmd_eval, "pass@1 / pass@k / maj@k and reward means of a checkpoint on a JSONL set"},
+    {"sft", cmd_sft, "supervised next-token training on JSONL (base models, cold starts)"},
     {"bench", cmd_bench, "measure speed against a reference measured in the same run"},
+    {"tokenize", cmd_tokenize, "encode text to token ids (or --decode ids to text) with a tokenizer.json"},
+    {"sandbox", cmd_sandbox, "run an untrusted program in the sandbox and print JSON (see docs/sandbox.md)"},
+    {"init", cmd_init, "write a random-initialised checkpoint (HF layout) from a config.json"},
+    {"runs", cmd_runs, "list the runs under a directory with their key numbers"},
+    {"report", cmd_report, "write an HTML report (inline SVG plots) of a run and print its numbers"},
+    {"reward", cmd_reward, "score completions with reward scripts (Lua) and print JSON per sample"},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -1,0 +1,537 @@
+/* sandbox: the supervisor side of one run (see sandbox.h).
+ *
+ * Validates the config, prepares everything the child needs (argv, environment,
+ * seccomp program, pipes, stdin as a memfd, the tier 2 temp dir), starts the child
+ * (fork for tier 2, clone with namespace flags for tier 1, then writes its uid/gid
+ * maps), and supervises it: reads stdout/stderr up to the cap, enforces the wall
+ * clock, has the whole tree killed at the end (tier 2: the child is a small init that
+ * kills the program's process group and reaps it; tier 1: the pid namespace dies with
+ * its init), reaps, and classifies the outcome. Also the helpers sandbox_zygote.c
+ * shares (sandbox_impl.h). */
+#define _GNU_SOURCE
+#include "sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sandbox_impl.h"
+
+enum { NS_INNER_UID = 1000, MAX_INPUT = 64 << 20, MAX_ARGS_BYTES = 128 << 10 };
+
+static const char *const status_names[] = {"ok", "runtime_error", "timeout", "memory",
+                                           "output_limit", "killed", "sandbox_error"};
+
+const char *sandbox_status_name(SandboxStatus s) {
+    return (unsigned)s < sizeof status_names / sizeof *status_names ? status_names[s] : "sandbox_error";
+}
+
+int sandbox_lang_parse(const char *name, SandboxLang *out) {
+    if (!strcmp(name, "python") || !strcmp(name, "py") || !strcmp(name, "python3")) *out = SANDBOX_PYTHON;
+    else if (!strcmp(name, "c")) *out = SANDBOX_C;
+    else if (!strcmp(name, "shell") || !strcmp(name, "sh")) *out = SANDBOX_SHELL;
+    else return -1;
+    return 0;
+}
+
+void sandbox_result_free(SandboxResult *res) {
+    if (!res) return;
+    free(res->out);
+    free(res->err);
+    res->out = res->err = NULL;
+}
+
+double sandbox_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int valid_name(const char *n) {
+    return n && n[0] && !strchr(n, '/') && strcmp(n, ".") && strcmp(n, "..") && strlen(n) < 256 &&
+           strcmp(n, "main.py") && strcmp(n, "main.c") && strcmp(n, "main.sh") && strcmp(n, "main");
+}
+
+int sandbox_check_config(const SandboxConfig *c, Err *err) {
+    if (!c->code) return err_set(err, ERR_INPUT, "sandbox: config.code is NULL");
+    if ((unsigned)c->lang > SANDBOX_SHELL) return err_set(err, ERR_INPUT, "sandbox: config.lang %d is not a language", (int)c->lang);
+    if (c->nargs < 0 || c->nargs > SANDBOX_MAX_ARGV || (c->nargs && !c->args))
+        return err_set(err, ERR_INPUT, "sandbox: config.nargs %d outside 0..%d", c->nargs, SANDBOX_MAX_ARGV);
+    size_t total = strlen(c->code) + c->stdin_len;
+    size_t argbytes = 0;
+    for (int i = 0; i < c->nargs; i++) {
+        if (!c->args[i]) return err_set(err, ERR_INPUT, "sandbox: config.args[%d] is NULL", i);
+        argbytes += strlen(c->args[i]) + 1;
+    }
+    if (argbytes > MAX_ARGS_BYTES)
+        return err_set(err, ERR_INPUT, "sandbox: config.args hold %zu bytes, more than %d", argbytes, MAX_ARGS_BYTES);
+    if (c->nfiles < 0 || (c->nfiles && !c->files)) return err_set(err, ERR_INPUT, "sandbox: config.nfiles %d", c->nfiles);
+    for (int i = 0; i < c->nfiles; i++) {
+        if (!valid_name(c->files[i].name))
+            return err_set(err, ERR_INPUT, "sandbox: config.files[%d].name '%s' is not a plain file name (or is reserved)",
+                           i, c->files[i].name ? c->files[i].name : "(null)");
+        if (c->files[i].len && !c->files[i].data) return err_set(err, ERR_INPUT, "sandbox: config.files[%d].data is NULL", i);
+        total += c->files[i].len;
+    }
+    if (total > MAX_INPUT) return err_set(err, ERR_INPUT, "sandbox: code + stdin + files are %zu bytes, more than %d", total, MAX_INPUT);
+    if (c->stdin_len && !c->stdin_data) return err_set(err, ERR_INPUT, "sandbox: config.stdin_data is NULL");
+    if (c->timeout_s < 0 || c->timeout_s > 3600 || isnan(c->timeout_s))
+        return err_set(err, ERR_INPUT, "sandbox: config.timeout_s %g outside 0..3600", c->timeout_s);
+    if (c->memory_mb < 0 || c->memory_mb > (1 << 20)) return err_set(err, ERR_INPUT, "sandbox: config.memory_mb %ld", c->memory_mb);
+    if (c->tier < 0 || c->tier > SANDBOX_TIER_SECCOMP) return err_set(err, ERR_INPUT, "sandbox: config.tier %d", c->tier);
+    if (c->slot < 0 || c->slot >= SANDBOX_MAX_SLOTS)
+        return err_set(err, ERR_INPUT, "sandbox: config.slot %d outside 0..%d", c->slot, SANDBOX_MAX_SLOTS - 1);
+    return 0;
+}
+
+/* Outside uids: each supervisor pid gets its own block so two processes on one host do
+ * not share RLIMIT_NPROC counts; slot s uses base+2s (namespace root) and base+2s+1. */
+uid_t sandbox_slot_uid_inner(int slot, int inner) {
+    return (uid_t)(100000 + (getpid() % 8192) * 2 * SANDBOX_MAX_SLOTS + 2 * slot + inner);
+}
+
+unsigned sandbox_slot_uid(int slot) { return geteuid() == 0 ? (unsigned)sandbox_slot_uid_inner(slot, 1) : (unsigned)geteuid(); }
+
+/* ---- output capture ---- */
+
+
+/* Reads what is available; returns 0 on EOF, 1 if more may come. */
+int sandbox_capture_read(Capture *c) {
+    char tmp[65536];
+    ssize_t n = read(c->fd, tmp, sizeof tmp);
+    if (n < 0) return errno == EINTR || errno == EAGAIN ? 1 : 0;
+    if (n == 0) return 0;
+    size_t keep = (size_t)n;
+    if (c->len + keep > c->cap) {
+        keep = c->cap - c->len;
+        c->over = 1;
+    }
+    if (keep) {
+        char *nb = realloc(c->buf, c->len + keep + 1);
+        if (!nb) { c->over = 1; return 0; }
+        c->buf = nb;
+        memcpy(c->buf + c->len, tmp, keep);
+        c->len += keep;
+        c->buf[c->len] = 0;
+    }
+    return 1;
+}
+
+/* ---- the tier 2 work dir ---- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    if (flag == FTW_DP || flag == FTW_D) return rmdir(path) < 0 ? 0 : 0;
+    unlink(path);
+    return 0;
+}
+
+void sandbox_remove_tree(const char *dir) {
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+    rmdir(dir);
+}
+
+/* ---- starting the child ---- */
+
+static int write_proc(pid_t pid, const char *file, const char *text) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    close(fd);
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* Tier 1: maps inner root to the slot's setup uid and NS_INNER_UID to its program uid. */
+static int write_maps(pid_t pid, int slot) {
+    char map[128];
+    snprintf(map, sizeof map, "0 %u 1\n%d %u 1\n", (unsigned)sandbox_slot_uid_inner(slot, 0), NS_INNER_UID,
+             (unsigned)sandbox_slot_uid_inner(slot, 1));
+    if (write_proc(pid, "setgroups", "deny") < 0 && errno != ENOENT) return -1;
+    if (write_proc(pid, "uid_map", map) < 0) return -1;
+    return write_proc(pid, "gid_map", map);
+}
+
+pid_t sandbox_start_child(ChildPlan *plan, int slot, int *sync_w) {
+    if (plan->tier == SANDBOX_TIER_SECCOMP) {
+        pid_t pid = fork();
+        if (pid == 0) sandbox_child_main(plan);
+        return pid;
+    }
+    // Raw clone without a new stack behaves like fork; glibc's clone() wrapper needs one.
+    long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+    pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+    if (pid == 0) sandbox_child_main(plan);
+    if (pid < 0) return -1;
+    int rc = write_maps(pid, slot);
+    int e = errno;
+    if (rc == 0 && write(*sync_w, "x", 1) != 1) rc = -1;
+    close(*sync_w);
+    *sync_w = -1;
+    if (rc < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        errno = e;
+        return -1;
+    }
+    return pid;
+}
+
+/* ---- building the plan ---- */
+
+int sandbox_plan_build(ChildPlan *plan, const SandboxConfig *cfg, int tier, const char *workdir, Err *err) {
+    memset(plan, 0, sizeof *plan);
+    plan->tier = tier;
+    plan->cfg = cfg;
+    plan->workdir = workdir;
+    plan->parent_pid = getpid();
+    plan->extra_fd = -1;
+    snprintf(plan->newroot, sizeof plan->newroot, "/tmp");
+    long mem = cfg->memory_mb ? cfg->memory_mb : 1024;
+    double timeout = cfg->timeout_s > 0 ? cfg->timeout_s : 10.0;
+    plan->memory_mb = mem;
+    plan->cpu_s = (long)ceil(timeout) + 1;
+    plan->fsize_mb = 64;
+    plan->nproc = 64;
+    plan->nofile = 64;
+    snprintf(plan->tmpfs_opts, sizeof plan->tmpfs_opts, "size=%ldm,nr_inodes=4096,mode=0700,uid=%d,gid=%d",
+             plan->fsize_mb + 16, NS_INNER_UID, NS_INNER_UID);
+    const char *tool = sandbox_tool_path(cfg->lang);
+    if (!tool) {
+        static const char *const what[] = {"python3", "cc", "sh"};
+        return err_set(err, ERR_WORK, "sandbox: no %s usable by an unprivileged uid was found", what[cfg->lang]);
+    }
+    int n = 0;
+    if (cfg->lang == SANDBOX_PYTHON) {
+        plan->code_name = "main.py";
+        const char *pre[] = {tool, "-E", "-s", "-S", "-B", "-c", SANDBOX_PY_BOOT};
+        for (int i = 0; i < 7; i++) plan->argv[n++] = pre[i];
+    } else if (cfg->lang == SANDBOX_SHELL) {
+        plan->code_name = "main.sh";
+        plan->argv[n++] = tool;
+        plan->argv[n++] = "main.sh";
+    } else {
+        plan->code_name = "main.c";
+        const char *cc[] = {tool, "-O1", "-pipe", "-w", "-std=gnu11", "-o", "main", "main.c", "-lm", NULL};
+        memcpy(plan->cc_argv, cc, sizeof cc);
+        plan->argv[n++] = "./main";
+    }
+    for (int i = 0; i < cfg->nargs; i++) plan->argv[n++] = cfg->args[i];
+    plan->argv[n] = NULL;
+    return 0;
+}
+
+/* Environment: fixed, nothing inherited from the caller. */
+
+void sandbox_plan_env(ChildPlan *plan, SandboxEnv *env) {
+    snprintf(env->home, sizeof env->home, "HOME=%s", plan->workdir);
+    snprintf(env->tmp, sizeof env->tmp, "TMPDIR=%s", plan->workdir);
+    plan->envp[0] = "PATH=/usr/local/bin:/usr/bin:/bin";
+    plan->envp[1] = env->home;
+    plan->envp[2] = env->tmp;
+    plan->envp[3] = "LANG=C.UTF-8";
+    plan->envp[4] = NULL;
+}
+
+/* The read-only view: system dirs plus the prefix of an interpreter living elsewhere. */
+void sandbox_plan_view(ChildPlan *plan, const SandboxConfig *cfg) {
+    static const char *const sys[] = {"/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin",
+                                      "/etc/ld.so.cache", "/etc/alternatives"};
+    for (size_t i = 0; i < sizeof sys / sizeof *sys; i++) plan->ro_paths[plan->nro++] = sys[i];
+    const char *prefix = sandbox_tool_prefix(cfg->lang);
+    if (prefix) plan->ro_paths[plan->nro++] = prefix;
+}
+
+/* ---- supervision ---- */
+
+void sandbox_classify(SandboxResult *res, int wstatus, int timed_out, int over, const ChildReport *rep) {
+    res->status = SANDBOX_OK;
+    if (wstatus == -1) {
+        res->status = SANDBOX_ERROR;
+        snprintf(res->message, sizeof res->message, "the sandboxed process was reaped by someone else "
+                 "(SIGCHLD ignored or a waitpid(-1) in this process?)");
+        return;
+    }
+    if (WIFEXITED(wstatus)) res->exit_code = WEXITSTATUS(wstatus);
+    if (WIFSIGNALED(wstatus)) {
+        res->signal = WTERMSIG(wstatus);
+        res->exit_code = 128 + res->signal;
+    }
+    if (rep && rep->kind == CHILD_SETUP_FAILED) {
+        res->status = SANDBOX_ERROR;
+        snprintf(res->message, sizeof res->message, "sandbox setup failed: %s: %s", rep->what, strerror(rep->err));
+    } else if (over) {
+        res->status = SANDBOX_OUTPUT_LIMIT;  // the message names the stream (run_tier)
+    } else if (timed_out) {
+        res->status = SANDBOX_TIMEOUT;
+        snprintf(res->message, sizeof res->message, "wall-clock limit reached");
+    } else if (rep && rep->kind == CHILD_COMPILE_FAILED) {
+        res->status = SANDBOX_RUNTIME_ERROR;
+        snprintf(res->message, sizeof res->message, "compilation failed");
+    } else if (res->signal) {
+        int s = res->signal;
+        res->status = s == SIGXCPU ? SANDBOX_TIMEOUT : s == SIGXFSZ ? SANDBOX_OUTPUT_LIMIT : SANDBOX_KILLED;
+        snprintf(res->message, sizeof res->message, "%s (signal %d%s)",
+                 s == SIGXCPU ? "CPU limit reached" : s == SIGXFSZ ? "file size limit reached" : "killed by a signal",
+                 s, s == SIGSYS ? ", seccomp" : "");
+    } else if (res->exit_code != 0) {
+        res->status = SANDBOX_RUNTIME_ERROR;
+        const char *e = res->err ? res->err : "";
+        // The address-space limit surfaces as an allocation failure the program reports.
+        if (strstr(e, "MemoryError") || strstr(e, "Cannot allocate memory") || strstr(e, "std::bad_alloc")) {
+            res->status = SANDBOX_MEMORY;
+            snprintf(res->message, sizeof res->message, "memory limit reached");
+        } else if (strstr(e, "File too large") || strstr(e, "No space left on device")) {
+            res->status = SANDBOX_OUTPUT_LIMIT;
+            snprintf(res->message, sizeof res->message, "file size limit reached");
+        }
+    }
+}
+
+/* Ends the tree. Tier 2: SIGTERM asks the init to kill the program's process group and
+ * reap it. Tier 1: SIGKILL to the pid namespace's init ends every process in it. */
+static void send_kill(pid_t pid, int tier) { kill(pid, tier == SANDBOX_TIER_SECCOMP ? SIGTERM : SIGKILL); }
+
+static int child_exited(pid_t pid) {
+    siginfo_t si = {0};
+    return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
+/* Reads stdout/stderr until the child exits (then drains what is left), the wall clock
+ * runs out, or a stream goes over the cap. Returns the wait status. */
+static int supervise(pid_t pid, int tier, Capture cap[2], double deadline, int *timed_out, int *over,
+                     struct rusage *ru) {
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    int open_streams = 2, done = 0, kill_sent = 0, wstatus = 0;
+    double drain_until = 0, hard_kill_at = 0;
+    for (;;) {
+        double t = sandbox_now_s();
+        if (!done && !kill_sent && t >= deadline) {
+            *timed_out = 1;
+            send_kill(pid, tier);
+            kill_sent = 1;
+            hard_kill_at = t + 1.0;
+        }
+        if (!done && kill_sent && t >= hard_kill_at) {
+            kill(pid, SIGKILL);  // the init did not finish in time
+            hard_kill_at = t + 3600;
+        }
+        if (done && (open_streams == 0 || t >= drain_until)) break;
+        struct pollfd pf[3];
+        int np = 0, idx[2] = {-1, -1}, pid_at = -1;
+        for (int i = 0; i < 2; i++)
+            if (cap[i].fd >= 0) { idx[i] = np; pf[np++] = (struct pollfd){cap[i].fd, POLLIN, 0}; }
+        if (!done && pidfd >= 0) { pid_at = np; pf[np++] = (struct pollfd){pidfd, POLLIN, 0}; }
+        double until = done ? drain_until : kill_sent ? hard_kill_at : deadline;
+        int ms = (int)ceil((until - t) * 1000);
+        if (pidfd < 0 && !done && ms > 5) ms = 5;  // no pidfd (old kernel): poll waitid
+        if (ms < 0) ms = 0;
+        if (poll(pf, (nfds_t)np, ms) < 0 && errno != EINTR) break;
+        for (int i = 0; i < 2; i++) {
+            if (idx[i] < 0 || !(pf[idx[i]].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            if (!sandbox_capture_read(&cap[i])) { close(cap[i].fd); cap[i].fd = -1; open_streams--; }
+            if (cap[i].over && !*over) {
+                *over = 1;
+                if (!done && !kill_sent) { send_kill(pid, tier); kill_sent = 1; hard_kill_at = sandbox_now_s() + 1.0; }
+            }
+        }
+        if (!done && ((pid_at >= 0 && (pf[pid_at].revents & POLLIN)) || pidfd < 0) && child_exited(pid)) {
+            done = 1;
+            // Tier 2's init exits only after the whole tree is gone and tier 1's namespace
+            // dies with its init, so the pipes close promptly; this bounds the wait anyway.
+            drain_until = sandbox_now_s() + 0.25;
+        }
+    }
+    kill(pid, SIGKILL);  // no-op after a normal exit (a zombie until reaped below)
+    pid_t w;
+    while ((w = wait4(pid, &wstatus, 0, ru)) < 0 && errno == EINTR) {}
+    if (w < 0) wstatus = -1;  // reaped by someone else: reported as a sandbox error
+    if (pidfd >= 0) close(pidfd);
+    return wstatus;
+}
+
+/* Tier 2's private work dir, owned by the slot uid when we can switch to it. */
+static int workdir_create(char *dir, size_t n, int slot, SandboxResult *res) {
+    snprintf(dir, n, "/tmp/grpo-sandbox-XXXXXX");
+    if (!mkdtemp(dir)) {
+        snprintf(res->message, sizeof res->message, "mkdtemp under /tmp: %s", strerror(errno));
+        return -1;
+    }
+    uid_t u = sandbox_slot_uid_inner(slot, 1);
+    if (geteuid() == 0 && chown(dir, u, u) < 0) {
+        snprintf(res->message, sizeof res->message, "chown of the work dir: %s", strerror(errno));
+        rmdir(dir);
+        return -1;
+    }
+    return 0;
+}
+
+int sandbox_stdin_memfd(const SandboxConfig *cfg) {
+    int fd = memfd_create("grpo-stdin", MFD_CLOEXEC);
+    for (size_t off = 0; fd >= 0 && off < cfg->stdin_len;) {
+        ssize_t w = write(fd, cfg->stdin_data + off, cfg->stdin_len - off);
+        if (w > 0) off += (size_t)w;
+        else { close(fd); fd = -1; }
+    }
+    if (fd >= 0 && lseek(fd, 0, SEEK_SET) != 0) { close(fd); fd = -1; }
+    return fd;
+}
+
+void sandbox_result_take(SandboxResult *res, Capture cap[2]) {
+    res->out = cap[0].buf ? cap[0].buf : calloc(1, 1);
+    res->err = cap[1].buf ? cap[1].buf : calloc(1, 1);
+    cap[0].buf = cap[1].buf = NULL;
+    res->out_len = cap[0].len;
+    res->err_len = cap[1].len;
+    res->out_truncated = cap[0].over;
+    res->err_truncated = cap[1].over;
+}
+
+void sandbox_result_over(SandboxResult *res, const Capture cap[2]) {
+    if (res->status == SANDBOX_OUTPUT_LIMIT && (cap[0].over || cap[1].over))
+        snprintf(res->message, sizeof res->message, "%s over the cap of %zu bytes", cap[0].over ? "stdout" : "stderr",
+                 cap[0].over ? cap[0].cap : cap[1].cap);
+}
+
+/* Reads the child's reports (all written before their writers exited, hence non-blocking:
+ * a concurrent run's child may briefly hold an inherited copy of the write end). Tier 2's
+ * init names the program first; a setup or compile failure may follow. Returns 1 when
+ * *rep holds a failure. */
+static int read_reports(int fd, int tier, ChildReport *rep) {
+    ChildReport one;
+    int have = 0;
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    while (read(fd, &one, sizeof one) == (ssize_t)sizeof one) {
+        if (one.kind == CHILD_PROGRAM_PID) {
+            // If the init was killed (a program running as our own uid can do that when we
+            // are not root and Landlock cannot scope signals), the program's group may
+            // outlive it: sweep it. Its pid cannot be reused while group members live.
+            if (tier == SANDBOX_TIER_SECCOMP && one.err > 1) kill(-(pid_t)one.err, SIGKILL);
+        } else {
+            *rep = one;
+            have = 1;
+        }
+    }
+    return have;
+}
+
+/* Prepares the plan for a validated cfg at tier (uid, view, environment, filter); 0, or
+ * -1 with res->message set (no interpreter, no filter: the sandbox cannot run). */
+static int plan_prepare(ChildPlan *plan, SandboxEnv *env, const SandboxConfig *cfg, int tier, const char *workdir,
+                        SandboxResult *res) {
+    Err e = {0};
+    if (sandbox_plan_build(plan, cfg, tier, workdir, &e) < 0 || sandbox_filter_get(&plan->filter, &e) < 0) {
+        snprintf(res->message, sizeof res->message, "%s", e.msg);
+        return -1;
+    }
+    sandbox_plan_env(plan, env);
+    sandbox_plan_view(plan, cfg);
+    plan->landlock_abi = sandbox_landlock_abi();
+    if (tier == SANDBOX_TIER_NAMESPACES) plan->uid = plan->gid = NS_INNER_UID;
+    else if (geteuid() == 0) plan->uid = plan->gid = sandbox_slot_uid_inner(cfg->slot, 1);
+    return 0;
+}
+
+/* Starts the child with its pipes; returns its pid (out/err/status read ends in the
+ * arrays), or -1 with res->message set and every fd closed. */
+static pid_t launch(ChildPlan *plan, const SandboxConfig *cfg, int outp[2], int errp[2], int stp[2], SandboxResult *res) {
+    int syncp[2] = {-1, -1};
+    int in_fd = sandbox_stdin_memfd(cfg);
+    int ok = in_fd >= 0 && pipe2(outp, O_CLOEXEC) == 0 && pipe2(errp, O_CLOEXEC) == 0 && pipe2(stp, O_CLOEXEC) == 0 &&
+             (plan->tier != SANDBOX_TIER_NAMESPACES || pipe2(syncp, O_CLOEXEC) == 0);
+    pid_t pid = -1;
+    if (ok) {
+        plan->stdin_fd = in_fd;
+        plan->out_fd = outp[1];
+        plan->err_fd = errp[1];
+        plan->status_fd = stp[1];
+        plan->sync_fd = syncp[0];
+        pid = sandbox_start_child(plan, cfg->slot, &syncp[1]);
+    }
+    int e = errno;
+    int child_side[] = {in_fd, outp[1], errp[1], stp[1], syncp[0], syncp[1]};
+    for (int i = 0; i < 6; i++) if (child_side[i] >= 0) close(child_side[i]);
+    if (pid < 0) {
+        snprintf(res->message, sizeof res->message, "starting the sandboxed process: %s", strerror(e));
+        int rest[] = {outp[0], errp[0], stp[0]};
+        for (int i = 0; i < 3; i++) if (rest[i] >= 0) close(rest[i]);
+    }
+    return pid;
+}
+
+/* One run at a validated config and a chosen tier; always fills res. */
+static void run_tier(const SandboxConfig *cfg, int tier, SandboxResult *res) {
+    char workdir[64] = "/work";
+    res->status = SANDBOX_ERROR;  // until the run gets far enough to be classified
+    if (tier == SANDBOX_TIER_SECCOMP && workdir_create(workdir, sizeof workdir, cfg->slot, res) < 0) return;
+    ChildPlan plan;
+    SandboxEnv env;
+    int outp[2] = {-1, -1}, errp[2] = {-1, -1}, stp[2] = {-1, -1};
+    double t0 = sandbox_now_s();
+    pid_t pid = -1;
+    if (plan_prepare(&plan, &env, cfg, tier, workdir, res) == 0) pid = launch(&plan, cfg, outp, errp, stp, res);
+    if (pid > 0) {
+        size_t capn = cfg->output_cap ? cfg->output_cap : (1u << 20);
+        Capture cap[2] = {{outp[0], NULL, 0, capn, 0}, {errp[0], NULL, 0, capn, 0}};
+        double timeout = cfg->timeout_s > 0 ? cfg->timeout_s : 10.0;
+        int timed_out = 0, over = 0;
+        struct rusage ru = {0};
+        int wstatus = supervise(pid, tier, cap, t0 + timeout, &timed_out, &over, &ru);
+        res->wall_ms = (long)((sandbox_now_s() - t0) * 1000);
+        res->cpu_ms = ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 + ru.ru_stime.tv_sec * 1000 +
+                      ru.ru_stime.tv_usec / 1000;
+        for (int i = 0; i < 2; i++) if (cap[i].fd >= 0) close(cap[i].fd);
+        ChildReport rep;
+        int have = read_reports(stp[0], tier, &rep);
+        close(stp[0]);
+        sandbox_result_take(res, cap);
+        sandbox_classify(res, wstatus, timed_out, over, have ? &rep : NULL);
+        sandbox_result_over(res, cap);
+    }
+    if (tier == SANDBOX_TIER_SECCOMP) sandbox_remove_tree(workdir);
+}
+
+int sandbox_run(const SandboxConfig *cfg, SandboxResult *res, Err *err) {
+    memset(res, 0, sizeof *res);
+    if (!cfg) return err_set(err, ERR_INPUT, "sandbox: config is NULL");
+    if (sandbox_check_config(cfg, err) < 0) return -1;
+    struct sigaction chld;
+    if (sigaction(SIGCHLD, NULL, &chld) == 0 && (chld.sa_handler == SIG_IGN || (chld.sa_flags & SA_NOCLDWAIT)))
+        return err_set(err, ERR_WORK, "sandbox: SIGCHLD is ignored in this process, so exit statuses are lost; "
+                       "restore its default disposition before running sandboxes");
+    int best = sandbox_probe();
+    int tier = cfg->tier ? cfg->tier : best;
+    res->isolation = tier == SANDBOX_TIER_NAMESPACES ? "namespaces" : "seccomp";
+    if (best < 0 || (tier == SANDBOX_TIER_NAMESPACES && best != SANDBOX_TIER_NAMESPACES)) {
+        res->status = SANDBOX_ERROR;
+        snprintf(res->message, sizeof res->message, "tier %d is not available here: %s", tier, sandbox_probe_report());
+        res->out = calloc(1, 1);
+        res->err = calloc(1, 1);
+        return 0;
+    }
+    if (tier == SANDBOX_TIER_SECCOMP && sandbox_landlock_abi() > 0) res->isolation = "seccomp+landlock";
+    return sandbox_run_tier(cfg, tier, res, err);
+}
+
+/* Used by the probe: runs at a given tier without consulting the probe. */
+int sandbox_run_tier(const SandboxConfig *cfg, int tier, SandboxResult *res, Err *err) {
+    (void)err;  // the config was validated by the caller; failures land in res
+    run_tier(cfg, tier, res);
+    if (!res->out) res->out = calloc(1, 1);
+    if (!res->err) res->err = calloc(1, 1);
+    return 0;
+}
