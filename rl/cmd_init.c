@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "runctx.h"
 #include "cmd.h"
 #include "model/model.h"
 
@@ -87,7 +88,7 @@ int cmd_init(int argc, char **argv) {
         m.ptab[i].save_dtype = bf16 && m.ptab[i].trainable ? ST_BF16 : ST_F32;
     double nparam = 0;
     for (int i = 0; i < m.nparams; i++) nparam += (double)m.ptab[i].numel;
-    rc = model_save(&m, out, (size_t)shard_mb << 20, &err);
+    rc = runctx_mkdirs(out, &err) ? -1 : model_save(&m, out, (size_t)shard_mb << 20, &err);
     if (rc) fprintf(stderr, "grpo init: %s\n", err.msg);
     else fprintf(stderr, "grpo init: wrote %s (%d tensors, %.2f M parameters, %s, seed %ld, std %g)\n", out, m.nparams,
                  nparam / 1e6, dtype, seed, std);
