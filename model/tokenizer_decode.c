@@ -10,7 +10,7 @@
 /* Appends the bytes of one token (before the lossy UTF-8 step). */
 static int token_bytes(const Tokenizer *t, int32_t id, int skip_special, int first, TokText *out, Err *err) {
     const char *s = tok_token(t, id);
-    if (!s) return err_set(err, ERR_INPUT, "decode: id %d is not in the vocabulary (size %d)", id, t->nids);
+    if (!s) return 0; /* HF decode skips ids it has no token for (e.g. a model's padded vocabulary rows) */
     if (skip_special && t->special[id]) return 0;
     size_t n = strlen(s);
     if (!t->has_decoder) { /* HF joins tokens with spaces when there is no decoder */

@@ -19,4 +19,5 @@ return {
   sft_epochs = 1,
   max_prompt_length = 128,
   max_completion_length = 128,
+  save_dtype = "bf16",
 }

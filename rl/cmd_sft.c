@@ -168,11 +168,11 @@ int cmd_sft(int argc, char **argv) {
                         tokens / el, el / (step + 1) * (steps - step - 1));
         if (r.save_steps > 0 && (step + 1) % r.save_steps == 0 && step + 1 < steps) {
             snprintf(dir, sizeof dir, "%s/%s/checkpoints/step-%d", r.output_dir, r.name, step + 1);
-            if (runctx_save(&m, tokdir, dir, &err)) goto fail;
+            if (runctx_save(&m, tokdir, dir, r.save_dtype, &err)) goto fail;
         }
     }
     snprintf(dir, sizeof dir, "%s/%s/checkpoints/final", r.output_dir, r.name);
-    if (runctx_save(&m, tokdir, dir, &err)) goto fail;
+    if (runctx_save(&m, tokdir, dir, r.save_dtype, &err)) goto fail;
     printf("grpo sft: wrote %s (%.1f s)\n", dir, runctx_now() - t0);
     return 0;
 fail:

@@ -356,7 +356,7 @@ static int save_state(Trainer *t, long step, Err *err) {
     char dir[1200], path[1300];
     snprintf(dir, sizeof dir, "%s/checkpoints/step-%ld", t->rundir, step);
     const char *tokdir = t->r.tokenizer[0] ? t->r.tokenizer : t->r.model;
-    if (runctx_save(&t->m, tokdir, dir, err)) return -1;
+    if (runctx_save(&t->m, tokdir, dir, t->r.save_dtype, err)) return -1;
     snprintf(path, sizeof path, "%s/optimizer.bin", dir);
     if (adamw_save(&t->opt, path, err)) return -1;
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);

@@ -70,6 +70,7 @@ static const Field fields[] = {
     I(threads, "0", "CPU threads (0 = all cores)"),
     I(sft_epochs, "1", "sft: passes over train_data"),
     D(router_bias_gamma, "0.0", "MoE router bias update speed (aux-loss-free balancing), 0 = off"),
+    S(save_dtype, "f32", "dtype of written checkpoints: f32 (exact resume) | bf16 (half the size)"),
 };
 enum { NFIELDS = sizeof fields / sizeof fields[0] };
 

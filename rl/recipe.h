@@ -51,6 +51,7 @@ typedef struct Recipe {
     int threads;               /* 0 = all cores */
     int sft_epochs;            /* sft */
     double router_bias_gamma;  /* aux-loss-free router bias update, 0 = off */
+    char save_dtype[8];        /* checkpoint dtype: f32 | bf16 */
 } Recipe;
 
 void recipe_defaults(Recipe *r);

@@ -65,7 +65,10 @@ static int copy_file(const char *src, const char *dst, Err *err) {
     return 0;
 }
 
-int runctx_save(const Model *m, const char *tokdir, const char *dir, Err *err) {
+int runctx_save(Model *m, const char *tokdir, const char *dir, const char *dtype, Err *err) {
+    int bf16 = !strcmp(dtype, "bf16");
+    if (!bf16 && strcmp(dtype, "f32")) return err_set(err, ERR_INPUT, "save_dtype must be f32 or bf16, not '%s'", dtype);
+    for (int i = 0; i < m->nparams; i++) m->ptab[i].save_dtype = bf16 ? ST_BF16 : ST_F32;
     if (runctx_mkdirs(dir, err) || model_save(m, dir, 0, err)) return -1;
     static const char *files[] = {"tokenizer.json", "tokenizer_config.json"};
     for (int i = 0; i < 2; i++) {

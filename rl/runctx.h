@@ -16,8 +16,9 @@
 int runctx_load(const Recipe *r, Model *m, Tokenizer **tok, Err *err);
 /* Fills the prompt template from row and encodes it (no special tokens added). */
 int runctx_prompt(const Tokenizer *tok, const char *tpl, const cJSON *row, TokText *text, TokIds *ids, Err *err);
-/* Saves the model to dir and copies tokenizer.json / tokenizer_config.json from tokdir. */
-int runctx_save(const Model *m, const char *tokdir, const char *dir, Err *err);
+/* Saves the model to dir in dtype ("f32" or "bf16") and copies tokenizer.json /
+ * tokenizer_config.json from tokdir. */
+int runctx_save(Model *m, const char *tokdir, const char *dir, const char *dtype, Err *err);
 /* mkdir -p */
 int runctx_mkdirs(const char *path, Err *err);
 /* Seconds since an arbitrary origin (monotonic). */
