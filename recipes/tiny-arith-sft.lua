@@ -1,6 +1,6 @@
 -- tiny-arith-sft: rebuilds the base checkpoint of the tiny demo (recipes/tiny-arith/base):
 -- a random-initialised ~2.8M-parameter DeepSeek-V3 model trained by next-token prediction
--- on imperfect solutions (35% carry a wrong step, 25% lack the think/answer tags), so the
+-- on imperfect solutions (30% carry a wrong step, 25% lack the think/answer tags), so the
 -- base model is right only part of the time and GRPO has something to fix.
 --   grpo init --config recipes/tiny-arith/model.json --out runs/tiny-arith-init --seed 1
 --   grpo sft recipes/tiny-arith-sft.lua
@@ -16,7 +16,7 @@ return {
   lr_scheduler_type = "cosine",
   warmup_ratio = 0.05,
   micro_batch = 32,
-  sft_epochs = 1,
+  sft_epochs = 3,
   max_prompt_length = 128,
   max_completion_length = 128,
   save_dtype = "bf16",

@@ -14,7 +14,8 @@ int cmd_data(int argc, char **argv) {
         {"--seed", "N", "1", "seed (the demo uses 1 for train, 2 for test, 3 for SFT)", 0},
         {"--min-steps", "N", "2", "fewest operations per problem", 0},
         {"--max-steps", "N", "3", "most operations per problem", 0},
-        {"--max-value", "N", "60", "operands and results stay within [0, N]", 0},
+        {"--max-value", "N", "30", "the running value stays within [0, N]", 0},
+        {"--max-operand", "N", "9", "amounts added or subtracted are within [1, N]", 0},
         {"--p-wrong", "P", "0", "share of solutions with a wrong step (for imperfect SFT data)", 0},
         {"--p-noformat", "P", "0", "share of solutions without think/answer tags", 0},
         {0}};
@@ -29,19 +30,19 @@ int cmd_data(int argc, char **argv) {
         fprintf(stderr, "grpo data: unknown task '%s' (known: arith)\n", pos[0]);
         return 2;
     }
-    long n, seed, mins, maxs, maxv;
+    long n, seed, mins, maxs, maxv, maxo;
     double pw, pf;
     if (cli_require(&spec, "--out") || cli_long(&spec, "--n", &n) || cli_long(&spec, "--seed", &seed) ||
         cli_long(&spec, "--min-steps", &mins) || cli_long(&spec, "--max-steps", &maxs) ||
-        cli_long(&spec, "--max-value", &maxv) || cli_double(&spec, "--p-wrong", &pw) ||
+        cli_long(&spec, "--max-value", &maxv) || cli_long(&spec, "--max-operand", &maxo) || cli_double(&spec, "--p-wrong", &pw) ||
         cli_double(&spec, "--p-noformat", &pf))
         return 2;
-    if (n < 0 || mins < 1 || maxs < mins || maxs > 8 || maxv < 10 || pw < 0 || pw > 1 || pf < 0 || pf > 1) {
-        fprintf(stderr, "grpo data arith: need n >= 0, 1 <= min-steps <= max-steps <= 8, max-value >= 10, "
+    if (n < 0 || mins < 1 || maxs < mins || maxs > 8 || maxv < 10 || maxo < 1 || maxo > maxv || pw < 0 || pw > 1 || pf < 0 || pf > 1) {
+        fprintf(stderr, "grpo data arith: need n >= 0, 1 <= min-steps <= max-steps <= 8, max-value >= 10, 1 <= max-operand <= max-value, "
                         "probabilities in [0, 1]\n");
         return 2;
     }
-    ArithOpts o = {(int)mins, (int)maxs, (int)maxv, pw, pf};
+    ArithOpts o = {(int)mins, (int)maxs, (int)maxv, (int)maxo, pw, pf};
     const char *out = cli_str(&spec, "--out");
     FILE *f = strcmp(out, "-") ? fopen(out, "w") : stdout;
     if (!f) { perror(out); return 1; }

@@ -54,8 +54,8 @@ void arith_item(uint64_t seed, uint64_t index, const ArithOpts *o, ArithItem *it
         long b;
         for (;;) { /* pick an op that keeps the true value in range */
             op = (int)rint_in(&r, 0, 2);
-            if (op == OP_ADD) { b = rint_in(&r, 1, 20); if (x + b <= o->max_value) break; }
-            else if (op == OP_SUB) { if (x < 2) continue; b = rint_in(&r, 1, x - 1 < 20 ? x - 1 : 20); break; }
+            if (op == OP_ADD) { b = rint_in(&r, 1, o->max_operand); if (x + b <= o->max_value) break; }
+            else if (op == OP_SUB) { if (x < 2) continue; b = rint_in(&r, 1, x - 1 < o->max_operand ? x - 1 : o->max_operand); break; }
             else { b = rint_in(&r, 2, 4); if (x * b <= o->max_value) break; }
         }
         step_text(s, sizeof s, op, b, who, item, &r);

@@ -17,7 +17,8 @@
 
 typedef struct ArithOpts {
     int min_steps, max_steps;  /* operations per problem */
-    int max_value;             /* operands and intermediate results stay in [0, max_value] */
+    int max_value;             /* the running value stays in [0, max_value] */
+    int max_operand;           /* added/subtracted amounts are in [1, max_operand]; factors 2..4 */
     double p_wrong;            /* share of solutions with a wrong step (SFT data only) */
     double p_noformat;         /* share of solutions without think/answer tags */
 } ArithOpts;
