@@ -434,6 +434,17 @@ static int trainer_open(Trainer *t, const char *recipe_path, int resume, long *s
     return rc;
 }
 
+static void trainer_close(Trainer *t) {
+    if (t->st) store_close(t->st);
+    if (t->rs) reward_set_free(t->rs);
+    if (t->tok) tok_free(t->tok);
+    adamw_free(&t->opt);
+    model_free(&t->m);
+    dataset_free(&t->data);
+    free(t->order);
+    memset(t, 0, sizeof *t);
+}
+
 int cmd_train(int argc, char **argv) {
     CliOpt opts[] = {{"--set", "KEY=VALUE[;KEY=VALUE...]", "", "override recipe fields (';'-separated)", 0},
                      {"--resume", NULL, NULL, "continue from the run's latest checkpoint (exactly)", 0},
@@ -451,6 +462,7 @@ int cmd_train(int argc, char **argv) {
     if (npos != 1) { fprintf(stderr, "usage: %s\n", spec.usage); return 2; }
     static Trainer t;
     Err err = {0};
+    int64_t *load = NULL;
     recipe_defaults(&t.r);
     if (recipe_load(&t.r, pos[0], &err)) goto fail;
     char sets[4096];
@@ -462,7 +474,7 @@ int cmd_train(int argc, char **argv) {
     if (trainer_open(&t, pos[0], cli_flag(&spec, "--resume"), &start, &err)) goto fail;
     const ModelConfig *c = &t.m.cfg;
     const int mu = t.r.num_iterations;
-    int64_t *load = xcalloc((size_t)c->num_hidden_layers * (c->n_routed_experts ? c->n_routed_experts : 1), sizeof(int64_t));
+    load = xcalloc((size_t)c->num_hidden_layers * (c->n_routed_experts ? c->n_routed_experts : 1), sizeof(int64_t));
     double t_start = runctx_now();
     printf("grpo train: %s, %d steps x %d prompts x %d samples, %s loss, lr %g, run %s%s\n", t.r.model, t.r.max_steps,
            t.r.prompts_per_step, t.r.num_generations, t.r.loss_type, t.r.learning_rate, t.rundir,
@@ -511,10 +523,12 @@ int cmd_train(int argc, char **argv) {
     }
     printf("grpo train: done in %.1f s; checkpoint %s/checkpoints/step-%d, rollouts %s/rollouts.db\n",
            runctx_now() - t_start, t.rundir, t.r.max_steps, t.rundir);
-    store_close(t.st);
+    free(load);
+    trainer_close(&t);
     return 0;
 fail:
     fprintf(stderr, "grpo train: %s\n", err.msg);
-    if (t.st) store_close(t.st);
+    free(load);
+    trainer_close(&t);
     return err.code ? err.code : 1;
 }
