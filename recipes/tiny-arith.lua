@@ -14,9 +14,9 @@ return {
   max_prompt_length = 96,
   max_completion_length = 64,
   temperature = 1.0,
-  learning_rate = 3e-4,
+  learning_rate = 1e-4,
   lr_scheduler_type = "constant",
-  max_steps = 100,
+  max_steps = 150,
   micro_batch = 64,
-  save_steps = 20,
+  save_steps = 50,
 }
