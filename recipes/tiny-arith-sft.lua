@@ -16,7 +16,7 @@ return {
   lr_scheduler_type = "cosine",
   warmup_ratio = 0.05,
   micro_batch = 32,
-  sft_epochs = 3,
+  sft_epochs = 2,
   max_prompt_length = 128,
   max_completion_length = 128,
   save_dtype = "bf16",
