@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
 #include "base/xalloc.h"
 
 /* Table builder: records names/shapes first, pointers are fixed up after the
@@ -227,15 +228,7 @@ void model_zero_grads(Model *m) {
     if (m->grads) memset(m->grads, 0, m->numel * sizeof(float));
 }
 
-/* splitmix64 → Box-Muller: simple, portable, deterministic across machines. */
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *s) { return ((splitmix(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+/* splitmix64 -> Box-Muller: simple, portable, deterministic across machines. */
 
 static int is_norm(const char *name) {
     size_t n = strlen(name);
@@ -252,9 +245,9 @@ void model_init_random(Model *m, uint64_t seed, float std) {
             memset(w, 0, p->numel * sizeof(float));
         } else {
             /* one stream per tensor so adding a tensor does not reshuffle the others */
-            uint64_t s = seed * 0x100000001b3ull + (uint64_t)i * 0x9e3779b97f4a7c15ull;
+            uint64_t s = seed * 0x100000001b3ull + (uint64_t)i * RNG_GOLDEN;
             for (size_t j = 0; j < p->numel; j += 2) {
-                double u1 = uniform01(&s), u2 = uniform01(&s), r = sqrt(-2.0 * log(u1));
+                double u1 = rng_uniform(&s), u2 = rng_uniform(&s), r = sqrt(-2.0 * log(u1));
                 w[j] = (float)(std * r * cos(2 * M_PI * u2));
                 if (j + 1 < p->numel) w[j + 1] = (float)(std * r * sin(2 * M_PI * u2));
             }

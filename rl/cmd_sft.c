@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
 #include "base/xalloc.h"
 #include "cli.h"
 #include "cmd.h"
@@ -56,13 +57,6 @@ fail:
     for (int k = 0; k < n; k++) free(ex[k].ids);
     free(ex);
     return NULL;
-}
-
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
 }
 
 /* One optimizer step over examples order[b0..b1): forward/backward in micro-batches. */

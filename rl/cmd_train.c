@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
 #include "base/xalloc.h"
 #include "cli.h"
 #include "cmd.h"
@@ -52,12 +53,7 @@ typedef struct StepData {   /* everything one step produces, [N = P*G] samples *
     float *reward, *adv;    /* [N] */
 } StepData;
 
-static uint64_t mix64(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static uint64_t mix64(uint64_t z) { return rng_fmix64(z + RNG_GOLDEN); }
 
 /* Row for the cursor's position: a fresh permutation per epoch, from the seed. */
 static int next_row(Trainer *t) {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
 #include "base/xalloc.h"
 
 struct SamplerWork {
@@ -52,17 +53,12 @@ void sampler_work_free(SamplerWork *w) {
     free(w->s), free(w->tmp), free(w->idx), free(w->e), free(w->pairs), free(w);
 }
 
-static uint64_t mix64(uint64_t z) { /* splitmix64 finaliser */
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 double sampler_uniform(uint64_t seed, uint64_t id, uint64_t step) {
-    const uint64_t g = 0x9e3779b97f4a7c15ULL;
-    uint64_t h = mix64(seed + g);
-    h = mix64(h ^ (id * g + 0x632be59bd9b4e019ULL));
-    h = mix64(h ^ (step * g + 0x85157af5ULL));
+    const uint64_t g = RNG_GOLDEN;
+    uint64_t h = rng_fmix64(seed + g);
+    h = rng_fmix64(h ^ (id * g + 0x632be59bd9b4e019ULL));
+    h = rng_fmix64(h ^ (step * g + 0x85157af5ULL));
     return (double)(h >> 11) * 0x1.0p-53;
 }
 

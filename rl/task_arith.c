@@ -5,12 +5,9 @@
 
 #include <cjson/cJSON.h>
 
-static uint64_t mix(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+#include "base/rng.h"
+
+static uint64_t mix(uint64_t z) { return rng_fmix64(z + RNG_GOLDEN); }
 
 typedef struct Rng { uint64_t s; } Rng;
 static uint64_t rnext(Rng *r) { return mix(r->s++ * 0x2545f4914f6cdd1dull + 0x12345); }
@@ -40,7 +37,7 @@ static void step_text(char *buf, size_t n, int op, long b, const char *who, cons
 }
 
 void arith_item(uint64_t seed, uint64_t index, const ArithOpts *o, ArithItem *it) {
-    Rng r = {mix(seed * 0x9e3779b97f4a7c15ull ^ mix(index))};
+    Rng r = {mix(seed * RNG_GOLDEN ^ mix(index))};
     const char *who = names[rint_in(&r, 0, 11)], *item = items[rint_in(&r, 0, 7)];
     int steps = (int)rint_in(&r, o->min_steps, o->max_steps);
     long x = rint_in(&r, 2, o->max_value / 2);
