@@ -10,6 +10,7 @@ int cmd_data(int argc, char **argv);   /* rl/cmd_data.c: synthetic task data */
 int cmd_sft(int argc, char **argv);    /* rl/cmd_sft.c */
 int cmd_train(int argc, char **argv);  /* rl/cmd_train.c */
 int cmd_eval(int argc, char **argv);   /* rl/cmd_eval.c */
+int cmd_sample(int argc, char **argv); /* rl/cmd_sample.c */
 int cmd_sandbox(int argc, char **argv); /* rl/cmd_sandbox.c */
 int cmd_runs(int argc, char **argv);   /* rl/cmd_runs.c */
 int cmd_report(int argc, char **argv); /* rl/cmd_report.c */

@@ -18,6 +18,7 @@ static const Command commands[] = {
     {"data", cmd_data, "write the synthetic arithmetic task of the tiny demo as JSONL"},
     {"train", cmd_train, "GRPO training from a Lua recipe; every rollout goes to SQLite"},
     {"eval", cmd_eval, "pass@1 / pass@k / maj@k and reward means of a checkpoint on a JSONL set"},
+    {"sample", cmd_sample, "sample completions of a prompt from a checkpoint"},
     {"sft", cmd_sft, "supervised next-token training on JSONL (base models, cold starts)"},
     {"bench", cmd_bench, "measure speed against a reference measured in the same run"},
     {"tokenize", cmd_tokenize, "encode text to token ids (or --decode ids to text) with a tokenizer.json"},

@@ -75,6 +75,13 @@ int main(void) {
              "from rollouts order by 1,2,3' > %s/a.txt && sqlite3 %s/runs/cut/rollouts.db 'select step, prompt_index, "
              "sample_index, completion, reward, advantage from rollouts order by 1,2,3' > %s/b.txt && cmp -s %s/a.txt %s/b.txt",
              tmp, tmp, tmp, tmp, tmp, tmp) == 0, "resumed rollouts equal");
+    /* grpo sample on the trained checkpoint: n JSON lines, seeded (two runs agree) */
+    CHECK(sh("%s sample --model %s/runs/full/checkpoints/step-4 --prompt 'Ava has 3 pens.\\n' -n 3 --max-new-tokens 8 "
+             "--json --threads 1 > %s/s1.txt && test $(wc -l < %s/s1.txt) -eq 3 && grep -q finish_reason %s/s1.txt",
+             GRPO_BIN, tmp, tmp, tmp, tmp) == 0, "grpo sample prints 3 completions");
+    CHECK(sh("%s sample --model %s/runs/full/checkpoints/step-4 --prompt 'Ava has 3 pens.\\n' -n 3 --max-new-tokens 8 "
+             "--json --threads 2 > %s/s2.txt && cmp -s %s/s1.txt %s/s2.txt", GRPO_BIN, tmp, tmp, tmp, tmp) == 0,
+          "grpo sample is reproducible across thread counts");
     /* recipe errors name the file and field, exit 2 */
     f = fopen(recipe, "w");
     fprintf(f, "return { modle = \"x\" }\n");
