@@ -26,7 +26,7 @@ int cmd_report(int argc, char **argv) {
         {"--out", "FILE", NULL, "HTML file to write (default: RUN/report.html)", NULL},
         {"--samples", "N", "24", "rows in the table of sampled completions", NULL},
         {"--rows", "N", "20", "steps printed on the terminal (evenly spaced)", NULL},
-        {"--accuracy", "NAME", "accuracy", "reward component whose value > 0 counts as correct", NULL},
+        {"--accuracy", "NAME", "auto", "reward component whose value > 0 counts as correct (auto: 'accuracy', else the first name containing it)", NULL},
         {"--cut", "BYTES", "2000", "cut completions longer than this in the table", NULL},
         {"--quiet", NULL, NULL, "do not print the numbers on the terminal", NULL},
         {0},
@@ -74,6 +74,15 @@ int cmd_report(int argc, char **argv) {
     if (!st) {
         fprintf(stderr, "grpo report: %s\n", err.msg);
         return err.code ? err.code : 1;
+    }
+    char acc[128] = "accuracy";
+    if (!strcmp(ro.accuracy_reward, "auto")) { /* e.g. the stock math_accuracy */
+        StoreTable *t = store_query(st, "SELECT DISTINCT name FROM reward_components_per_step WHERE name LIKE "
+                                        "'%accuracy%' ORDER BY name <> 'accuracy', name LIMIT 1", &err);
+        if (t && t->nrows && store_cell_text(t, 0, 0)) snprintf(acc, sizeof acc, "%s", store_cell_text(t, 0, 0));
+        store_table_free(t);
+        err_clear(&err);
+        ro.accuracy_reward = acc;
     }
     /* Written next to the target and renamed, so a reader never sees half a page. */
     char tmp[4300];
