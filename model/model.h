@@ -93,7 +93,8 @@ void model_init_random(Model *m, uint64_t seed, float std);
 /* Loads a HF checkpoint directory (config.json + safetensors). Missing or extra
  * tensors, wrong shapes or dtypes are errors naming the tensor. */
 int model_load(Model *m, const char *dir, const ModelOpts *opts, Err *err);
-/* Writes config.json + model.safetensors (sharded above max_shard_bytes, 0 = never). */
+/* Writes config.json, generation_config.json and model.safetensors (sharded above
+ * max_shard_bytes, 0 = never). */
 int model_save(const Model *m, const char *dir, size_t max_shard_bytes, Err *err);
 const Param *model_find_param(const Model *m, const char *name);
 void model_alloc_grads(Model *m);
