@@ -2,6 +2,7 @@
  * of the fp32 reference at a few batch x length shapes, next to PyTorch eager
  * on the same config measured in the same run by
  * tests/golden/bench_model_torch.py (when python3 with torch is available). */
+#include "base/clock.h"
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +12,6 @@
 #include "cli.h"
 #include "cmd.h"
 #include "model/model.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 typedef struct Shape { int B, T; } Shape;
 
@@ -44,11 +39,11 @@ static void time_model(Model *m, Shape sh, int iters, double *fwd, double *fb) {
     Err err = {0};
     *fwd = *fb = 1e30;
     for (int it = 0; it <= iters; it++) {
-        double t0 = now();
+        double t0 = clock_now();
         model_forward(m, &b, 1.0f, lp, NULL, &err);
-        double t1 = now();
+        double t1 = clock_now();
         model_backward(m, &b, dl, NULL);
-        double t2 = now();
+        double t2 = clock_now();
         if (it == 0) continue; /* warm-up */
         if (t1 - t0 < *fwd) *fwd = t1 - t0;
         if (t2 - t0 < *fb) *fb = t2 - t0;

@@ -8,6 +8,7 @@
  * so the ratio is what the Lua engine costs. Also printed: the one-worker
  * run's scores per CPU second, the per-core figure on a shared machine.
  * Inputs are built before the clock starts. */
+#include "base/clock.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +22,6 @@
 #include "cmd.h"
 #include "rewards/mathans.h"
 #include "rewards/reward.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* CPU seconds of the whole process: on a shared machine, scores per CPU
  * second is the per-core figure that contention does not distort. */
@@ -99,9 +94,9 @@ static double run_engine(const char *script, int workers, const Inputs *in, doub
     double *total = calloc((size_t)in->n, sizeof *total);
     reward_set_score(rs, in->s, in->n < 256 ? in->n : 256, res, total, &err); /* warm every state */
     reward_results_clear(res, (size_t)(in->n < 256 ? in->n : 256));
-    double t0 = now_s(), c0 = cpu_s();
+    double t0 = clock_now(), c0 = cpu_s();
     int rc = reward_set_score(rs, in->s, in->n, res, total, &err);
-    double dt = now_s() - t0;
+    double dt = clock_now() - t0;
     *per_cpu = in->n / (cpu_s() - c0);
     double sum = 0;
     for (int i = 0; i < in->n; i++) sum += res[i].has_value ? res[i].value : 0;
@@ -122,10 +117,10 @@ static double ref_format(const Inputs *in, double *mean) {
                                    &ec, &eo, NULL);
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-    double t0 = now_s(), sum = 0;
+    double t0 = clock_now(), sum = 0;
     for (int i = 0; i < in->n; i++)
         sum += pcre2_match(re, (PCRE2_SPTR)in->s[i].completion, strlen(in->s[i].completion), 0, 0, md, NULL) >= 0;
-    double dt = now_s() - t0;
+    double dt = clock_now() - t0;
     pcre2_match_data_free(md);
     pcre2_code_free(re);
     *mean = sum / in->n;
@@ -133,14 +128,14 @@ static double ref_format(const Inputs *in, double *mean) {
 }
 
 static double ref_math(const Inputs *in, double *mean) {
-    double t0 = now_s(), sum = 0;
+    double t0 = clock_now(), sum = 0;
     char gold[256], pred[2048];
     for (int i = 0; i < in->n; i++) {
         const char *ans = cJSON_GetObjectItem(in->s[i].row, "answer")->valuestring;
         if (!mathans_gsm8k(ans, gold, sizeof gold)) continue;
         sum += mathans_extract(in->s[i].completion, pred, sizeof pred) && mathans_equal(gold, pred);
     }
-    double dt = now_s() - t0;
+    double dt = clock_now() - t0;
     *mean = sum / in->n;
     return in->n / dt;
 }

@@ -5,6 +5,7 @@
  * fork server (a pool in warm mode: sandbox_zygote.h, a warm interpreter per slot).
  * Not a test: it times things. */
 #define _GNU_SOURCE
+#include "base/clock.h"
 #include <fcntl.h>
 #include <pthread.h>
 #include <spawn.h>
@@ -23,12 +24,6 @@
 
 extern char **environ;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 typedef struct Spawner {
     const char *python;
     double until;
@@ -41,7 +36,7 @@ static void *spawn_loop(void *arg) {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    while (now_s() < s->until) {
+    while (clock_now() < s->until) {
         pid_t pid;
         int st = 0;
         if (posix_spawn(&pid, s->python, &fa, NULL, argv, environ) != 0 || waitpid(pid, &st, 0) < 0 ||
@@ -57,7 +52,7 @@ static void *spawn_loop(void *arg) {
 static double plain_rate(const char *python, int nthreads, double seconds) {
     Spawner sp[64];
     pthread_t th[64];
-    double t0 = now_s();
+    double t0 = clock_now();
     for (int i = 0; i < nthreads; i++) {
         sp[i] = (Spawner){python, t0 + seconds, 0, 0};
         pthread_create(&th[i], NULL, spawn_loop, &sp[i]);
@@ -69,7 +64,7 @@ static double plain_rate(const char *python, int nthreads, double seconds) {
         fails += sp[i].failures;
     }
     if (fails) fprintf(stderr, "bench sandbox: %ld plain spawns failed\n", fails);
-    return runs / (now_s() - t0);
+    return runs / (clock_now() - t0);
 }
 
 /* Runs batches of `cfg` through the pool for `seconds`; returns executions per second
@@ -81,8 +76,8 @@ static double pool_rate(SandboxPool *pool, const SandboxConfig *cfg, double seco
     for (int i = 0; i < batch; i++) cfgs[i] = *cfg;
     long runs = 0;
     *bad = 0;
-    double t0 = now_s();
-    while (now_s() - t0 < seconds) {
+    double t0 = clock_now();
+    while (clock_now() - t0 < seconds) {
         Err err = {0};
         if (sandbox_pool_run(pool, cfgs, res, batch, &err) < 0) {
             fprintf(stderr, "bench sandbox: %s\n", err.msg);
@@ -97,7 +92,7 @@ static double pool_rate(SandboxPool *pool, const SandboxConfig *cfg, double seco
         }
         runs += batch;
     }
-    return runs / (now_s() - t0);
+    return runs / (clock_now() - t0);
 }
 
 /* HumanEval problem `index` from a JSONL file as an assert program; NULL if unreadable. */

@@ -6,6 +6,7 @@
  * The reference measured in the same run is the same records appended to a
  * flat text file with stdio and fdatasync'd once per step: what logging would
  * cost without a database. The texts are generated before the clock starts. */
+#include "base/clock.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,12 +22,6 @@
 #include "store.h"
 
 enum { POOL = 4096, NLAYERS = 4, NEXPERTS = 64 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static double cpu_s(void) {
     struct timespec ts;
@@ -86,9 +81,9 @@ static double bench_db(const char *path, const BenchCfg *cfg, char **pool, doubl
     long per_step = cfg->prompts * cfg->group, nsteps = (cfg->rollouts + per_step - 1) / per_step;
     long written = 0;
     *worst_step_s = 0;
-    double t0 = now_s(), c0 = cpu_s();
+    double t0 = clock_now(), c0 = cpu_s();
     for (long step = 0; step < nsteps; step++) {
-        double ts = now_s();
+        double ts = clock_now();
         if (store_step_begin(st, step, &err)) goto fail;
         for (long p = 0; p < cfg->prompts && written < cfg->rollouts; p++)
             for (long g = 0; g < cfg->group && written < cfg->rollouts; g++, written++) {
@@ -113,11 +108,11 @@ static double bench_db(const char *path, const BenchCfg *cfg, char **pool, doubl
         for (int i = 0; i < NLAYERS * NEXPERTS; i++) load[i] = (int64_t)(rng_next(&rng) % 500);
         if (store_router_load(st, 1, NLAYERS, NEXPERTS, load, &err)) goto fail;
         if (store_step_commit(st, &err)) goto fail;
-        double dt = now_s() - ts;
+        double dt = clock_now() - ts;
         if (dt > *worst_step_s) *worst_step_s = dt;
         progress(step + 1, nsteps);
     }
-    double secs = now_s() - t0;
+    double secs = clock_now() - t0;
     *cpu = cpu_s() - c0;
     store_close(st);
     /* read back what a reader sees: every rollout, once */
@@ -147,7 +142,7 @@ static double bench_flat(const char *path, const BenchCfg *cfg, char **pool, dou
     if (!f) { perror(path); return -1; }
     uint64_t rng = 7;
     long per_step = cfg->prompts * cfg->group, written = 0;
-    double t0 = now_s(), c0 = cpu_s();
+    double t0 = clock_now(), c0 = cpu_s();
     for (long step = 0; written < cfg->rollouts; step++) {
         for (long i = 0; i < per_step && written < cfg->rollouts; i++, written++) {
             uint64_t r = rng_next(&rng);
@@ -159,7 +154,7 @@ static double bench_flat(const char *path, const BenchCfg *cfg, char **pool, dou
         fflush(f);
         fdatasync(fileno(f));
     }
-    double secs = now_s() - t0;
+    double secs = clock_now() - t0;
     *cpu = cpu_s() - c0;
     fclose(f);
     return secs;

@@ -5,6 +5,7 @@
  * The samples are every question/answer, problem/solution and
  * prompt/canonical_solution string of the JSONL files; both sides encode them
  * without special tokens, best of --repeat runs, and the token counts must agree. */
+#include "base/clock.h"
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +17,6 @@
 #include "cli.h"
 #include "cmd.h"
 #include "model/tokenizer.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 typedef struct Corpus {
     char **s;
@@ -92,13 +87,13 @@ static void ours_run(const Tokenizer *t, const Corpus *c, long repeat, TokIds *i
     Err err = {0};
     for (long r = 0; r < repeat; r++) {
         *ntok = 0;
-        double t0 = now_s();
+        double t0 = clock_now();
         for (size_t i = 0; i < c->n; i++) {
             ids->n = 0;
             tok_encode(t, c->s[i], c->len[i], 0, ids, &err);
             *ntok += ids->n;
         }
-        double dt = now_s() - t0;
+        double dt = clock_now() - t0;
         if (dt < *best) *best = dt;
     }
 }

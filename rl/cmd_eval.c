@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/xalloc.h"
 #include "cli.h"
 #include "cmd.h"
@@ -79,11 +80,7 @@ int cmd_eval(int argc, char **argv) {
     snprintf(r.model, sizeof r.model, "%s", cli_str(&spec, "--model"));
     snprintf(r.tokenizer, sizeof r.tokenizer, "%s", cli_str(&spec, "--tokenizer"));
     /* the template option takes "\n" escapes so it can be typed on a command line */
-    const char *tin = cli_str(&spec, "--template");
-    size_t o = 0;
-    for (size_t i = 0; tin[i] && o + 1 < sizeof r.prompt_template; i++)
-        r.prompt_template[o++] = tin[i] == '\\' && tin[i + 1] == 'n' ? (i++, '\n') : tin[i];
-    r.prompt_template[o] = 0;
+    runctx_unescape(r.prompt_template, sizeof r.prompt_template, cli_str(&spec, "--template"));
     Model m;
     Tokenizer *tok;
     Dataset d;
@@ -99,7 +96,7 @@ int cmd_eval(int argc, char **argv) {
     int n = limit > 0 && limit < d.n ? (int)limit : d.n;
     double sum_pass1 = 0, sum_passk = 0, sum_maj = 0, *rsum = xcalloc(K, sizeof(double));
     long *rcnt = xcalloc(K, sizeof(long)), tokens = 0;
-    double t0 = runctx_now();
+    double t0 = clock_now();
     for (int b0 = 0; b0 < n; b0 += (int)batch) {
         int P = n - b0 < batch ? n - b0 : (int)batch, G = (int)k, N = P * G;
         TokText *pt = xcalloc(P, sizeof(TokText));
@@ -124,13 +121,7 @@ int cmd_eval(int argc, char **argv) {
         char **txt = xcalloc(N, sizeof(char *));
         for (int i = 0; i < N; i++) {
             const RolloutSample *s = &res.s[i];
-            int nt = s->n - (s->finish == FINISH_EOS);
-            int32_t *ids = xmalloc(sizeof(int32_t) * (nt > 0 ? nt : 1));
-            for (int j = 0; j < nt; j++) ids[j] = s->tokens[j];
-            TokText tt = {0};
-            tok_decode(tok, ids, nt, 0, &tt, &err);
-            free(ids);
-            txt[i] = tt.s ? tt.s : xstrdup("");
+            if (!(txt[i] = runctx_completion_text(tok, s, &err))) goto fail;
             tokens += s->n;
             smp[i] = (RewardSample){pt[s->prompt].s ? pt[s->prompt].s : "", txt[i], d.rows[b0 + s->prompt],
                                     pl[s->prompt], s->n, finish_reason_name(s->finish)};
@@ -167,7 +158,7 @@ int cmd_eval(int argc, char **argv) {
         free(rr), free(tot), free(smp), free(txt), free(pt), free(pi), free(pp), free(pl);
         rollout_result_free(&res);
         int done = b0 + P;
-        double el = runctx_now() - t0;
+        double el = clock_now() - t0;
         runctx_progress(stderr, done == n, "eval %d/%d  pass@1 %.3f  %.0f tok/s  ETA %.0fs", done, n, sum_pass1 / done,
                         tokens / el, el / done * (n - done));
     }
@@ -175,7 +166,7 @@ int cmd_eval(int argc, char **argv) {
            sum_passk / n, k, sum_maj / n);
     for (int j = 0; j < K; j++)
         printf(", \"%s\": %.4f", reward_set_name(rs, j), rcnt[j] ? rsum[j] / rcnt[j] : NAN);
-    printf(", \"seconds\": %.1f}\n", runctx_now() - t0);
+    printf(", \"seconds\": %.1f}\n", clock_now() - t0);
     if (cli_str(&spec, "--store")[0]) {
         char db[1200];
         snprintf(db, sizeof db, "%s/rollouts.db", cli_str(&spec, "--store"));

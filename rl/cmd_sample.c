@@ -54,9 +54,7 @@ int cmd_sample(int argc, char **argv) {
     if (runctx_load(&r, &m, &tok, &err)) goto fail;
     const char *in = cli_str(&spec, "--prompt");
     char *text = xmalloc(strlen(in) + 1);
-    size_t o = 0;
-    for (size_t i = 0; in[i]; i++) text[o++] = in[i] == '\\' && in[i + 1] == 'n' ? (i++, '\n') : in[i];
-    text[o] = 0;
+    runctx_unescape(text, strlen(in) + 1, in);
     TokText chat = {0};
     if (cli_flag(&spec, "--chat")) {
         cJSON *msgs = cJSON_CreateArray(), *u = cJSON_CreateObject();
@@ -83,9 +81,8 @@ int cmd_sample(int argc, char **argv) {
     for (int i = 0; i < res.nsamples; i++) {
         const RolloutSample *s = &res.s[i];
         if (s->finish == FINISH_ERROR) { err_set(&err, ERR_INPUT, "%s", s->error); goto fail; }
-        int nt = s->n - (s->finish == FINISH_EOS);
-        TokText out = {0};
-        if (tok_decode(tok, (const int32_t *)s->tokens, nt, 0, &out, &err)) goto fail;
+        TokText out = {.s = runctx_completion_text(tok, s, &err)};
+        if (!out.s) goto fail;
         if (cli_flag(&spec, "--json")) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddNumberToObject(j, "index", i);

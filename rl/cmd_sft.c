@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/rng.h"
 #include "base/xalloc.h"
 #include "cli.h"
@@ -107,10 +108,7 @@ int cmd_sft(int argc, char **argv) {
     Err err = {0};
     recipe_defaults(&r);
     if (recipe_load(&r, pos[0], &err)) goto fail;
-    char sets[4096];
-    snprintf(sets, sizeof sets, "%s", cli_str(&spec, "--set"));
-    for (char *a = strtok(sets, ";"); a; a = strtok(NULL, ";"))
-        if (recipe_set(&r, a, &err)) goto fail;
+    if (runctx_set_recipe(&r, cli_str(&spec, "--set"), &err)) goto fail;
     if (r.threads > 0) omp_set_num_threads(r.threads);
     Model m;
     Tokenizer *tok;
@@ -136,7 +134,7 @@ int cmd_sft(int argc, char **argv) {
     char dir[1024];
     const char *tokdir = r.tokenizer[0] ? r.tokenizer : r.model;
     model_alloc_grads(&m);
-    double t0 = runctx_now();
+    double t0 = clock_now();
     long tokens = 0;
     printf("grpo sft: %d examples, %d steps of %d, lr %g (%s), model %s\n", nex, steps, r.micro_batch, r.learning_rate,
            r.lr_scheduler_type, r.model);
@@ -156,7 +154,7 @@ int cmd_sft(int argc, char **argv) {
         AdamWStepInfo info;
         adamw_step(&opt, m.params, m.grads, lr_schedule_at(&sch, step), &info);
         tokens += nt;
-        double el = runctx_now() - t0;
+        double el = clock_now() - t0;
         runctx_progress(stdout, step + 1 == steps, "step %d/%d  loss %.4f  lr %.2e  grad_norm %.3f%s  %.0f tok/s  ETA %.0fs",
                         step + 1, steps, loss, info.lr, info.grad_norm, info.skipped ? " (skipped: non-finite)" : "",
                         tokens / el, el / (step + 1) * (steps - step - 1));
@@ -167,7 +165,7 @@ int cmd_sft(int argc, char **argv) {
     }
     snprintf(dir, sizeof dir, "%s/%s/checkpoints/final", r.output_dir, r.name);
     if (runctx_save(&m, tokdir, dir, r.save_dtype, &err)) goto fail;
-    printf("grpo sft: wrote %s (%.1f s)\n", dir, runctx_now() - t0);
+    printf("grpo sft: wrote %s (%.1f s)\n", dir, clock_now() - t0);
     return 0;
 fail:
     fprintf(stderr, "grpo sft: %s\n", err.msg);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/rng.h"
 #include "base/xalloc.h"
 #include "cli.h"
@@ -144,16 +145,8 @@ static int step_rollouts(Trainer *t, long step, StepData *d, Err *err) {
     free(pp), free(plen);
     if (rc) return -1;
     d->ctext = xcalloc(d->N, sizeof(char *));
-    for (int i = 0; i < d->N; i++) {
-        const RolloutSample *s = &d->res.s[i];
-        int n = s->n - (s->finish == FINISH_EOS ? 1 : 0); /* the EOS token is not part of the text */
-        int32_t *ids = xmalloc(sizeof(int32_t) * (n > 0 ? n : 1));
-        for (int k = 0; k < n; k++) ids[k] = s->tokens[k];
-        TokText txt = {0};
-        if (tok_decode(t->tok, ids, n, 0, &txt, err)) { free(ids); return -1; }
-        d->ctext[i] = txt.s ? txt.s : xstrdup("");
-        free(ids);
-    }
+    for (int i = 0; i < d->N; i++)
+        if (!(d->ctext[i] = runctx_completion_text(t->tok, &d->res.s[i], err))) return -1;
     return 0;
 }
 
@@ -461,17 +454,14 @@ int cmd_train(int argc, char **argv) {
     int64_t *load = NULL;
     recipe_defaults(&t.r);
     if (recipe_load(&t.r, pos[0], &err)) goto fail;
-    char sets[4096];
-    snprintf(sets, sizeof sets, "%s", cli_str(&spec, "--set"));
-    for (char *a = strtok(sets, ";"); a; a = strtok(NULL, ";"))
-        if (recipe_set(&t.r, a, &err)) goto fail;
+    if (runctx_set_recipe(&t.r, cli_str(&spec, "--set"), &err)) goto fail;
     if (t.r.threads > 0) omp_set_num_threads(t.r.threads);
     long start = 0;
     if (trainer_open(&t, pos[0], cli_flag(&spec, "--resume"), &start, &err)) goto fail;
     const ModelConfig *c = &t.m.cfg;
     const int mu = t.r.num_iterations;
     load = xcalloc((size_t)c->num_hidden_layers * (c->n_routed_experts ? c->n_routed_experts : 1), sizeof(int64_t));
-    double t_start = runctx_now();
+    double t_start = clock_now();
     printf("grpo train: %s, %d steps x %d prompts x %d samples, %s loss, lr %g, run %s%s\n", t.r.model, t.r.max_steps,
            t.r.prompts_per_step, t.r.num_generations, t.r.loss_type, t.r.learning_rate, t.rundir,
            start ? " (resumed)" : "");
@@ -479,11 +469,11 @@ int cmd_train(int argc, char **argv) {
         StepData d = {0};
         GrpoAdvStats as;
         TrainStats ts = {0};
-        double tim[4], t0 = runctx_now();
+        double tim[4], t0 = clock_now();
         if (step_rollouts(&t, step, &d, &err)) goto fail_step;
-        double t1 = runctx_now();
+        double t1 = clock_now();
         if (step_rewards(&t, &d, &as, &err)) goto fail_step;
-        double t2 = runctx_now();
+        double t2 = clock_now();
         float *old = mu > 1 ? xcalloc((size_t)d.N * t.r.max_completion_length, sizeof(float)) : NULL;
         memset(load, 0, sizeof(int64_t) * c->num_hidden_layers * (c->n_routed_experts ? c->n_routed_experts : 1));
         for (int it = 0; it < mu; it++) {
@@ -496,13 +486,13 @@ int cmd_train(int argc, char **argv) {
         free(old);
         if (t.r.router_bias_gamma > 0 && c->n_routed_experts)
             optim_router_bias_update_model(&t.m, load, (float)t.r.router_bias_gamma);
-        double t3 = runctx_now();
+        double t3 = clock_now();
         tim[0] = t1 - t0, tim[1] = t2 - t1, tim[2] = t3 - t2, tim[3] = 0;
         if (step_store(&t, step, &d, &as, &ts, load, tim, &err)) goto fail_step;
-        tim[3] = runctx_now() - t3;
+        tim[3] = clock_now() - t3;
         double len = 0;
         for (int i = 0; i < d.N; i++) len += d.res.s[i].n;
-        double el = runctx_now() - t_start, eta = el / (step + 1 - start) * (t.r.max_steps - step - 1);
+        double el = clock_now() - t_start, eta = el / (step + 1 - start) * (t.r.max_steps - step - 1);
         runctx_progress(stdout, step + 1 == t.r.max_steps,
                         "step %ld/%d  reward %.3f  accuracy %.3f  length %.1f  entropy %.3f  clip %.3f  %.0f tok/s  "
                         "[rollout %.1fs reward %.2fs train %.1fs log %.3fs]  ETA %.0fs",
@@ -518,7 +508,7 @@ int cmd_train(int argc, char **argv) {
         goto fail;
     }
     printf("grpo train: done in %.1f s; checkpoint %s/checkpoints/step-%d, rollouts %s/rollouts.db\n",
-           runctx_now() - t_start, t.rundir, t.r.max_steps, t.rundir);
+           clock_now() - t_start, t.rundir, t.r.max_steps, t.rundir);
     free(load);
     trainer_close(&t);
     return 0;

@@ -1,6 +1,7 @@
 /* rollout: see rollout.h. One call owns its latent cache: P'*G slots (P' the
  * prompts that passed the checks) of max(prompt_len + limit) - 1 positions,
  * because the last sampled token is never fed back. */
+#include "base/clock.h"
 #include "rl/rollout.h"
 
 #include <stdlib.h>
@@ -9,12 +10,6 @@
 
 #include "base/xalloc.h"
 #include "model/kvcache.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 const char *finish_reason_name(FinishReason r) {
     switch (r) {
@@ -208,9 +203,9 @@ static int run_decode(Run *r, double t_start, Err *err) {
         if (r->slot[i] >= 0) run[nrun] = i, row[nrun++] = r->slot[i] / r->G; /* first token: the group's row */
     for (int k = 0; k < N; k++) ones[k] = 1;
     while (nrun > 0) {
-        double t0 = now_s();
+        double t0 = clock_now();
         if ((rc = sample_all(r, nrun, run, row, out, err))) break;
-        st->sample_s += now_s() - t0;
+        st->sample_s += clock_now() - t0;
         int nn = 0;
         for (int k = 0; k < nrun; k++) {
             int i = run[k];
@@ -221,16 +216,16 @@ static int run_decode(Run *r, double t_start, Err *err) {
             else if (r->o->stop && r->o->stop(r->o->stop_ctx, i, s->tokens, s->n)) s->finish = FINISH_STOP;
             else if (s->n >= r->limit[i]) s->finish = FINISH_LENGTH;
             if (s->finish) {
-                s->seconds = now_s() - t_start;
+                s->seconds = clock_now() - t_start;
                 continue;
             }
             run[nn] = i, row[nn] = nn, slots[nn] = r->slot[i], ids[nn++] = out[k].token;
         }
         nrun = nn;
         if (!nrun) break;
-        t0 = now_s();
+        t0 = clock_now();
         rc = model_extend(r->m, &r->kv, nrun, slots, ones, ids, r->logits, 0, err);
-        st->decode_s += now_s() - t0;
+        st->decode_s += clock_now() - t0;
         st->steps++;
         if (rc) {
             err_wrap(err, "rollout: decode step %d", st->steps);
@@ -245,7 +240,7 @@ int rollout_generate(Model *m, int P, const int *const *prompts, const int *prom
                      RolloutResult *res, Err *err) {
     memset(res, 0, sizeof *res);
     if (check_opts(m, P, prompts, prompt_len, o, err)) return -1;
-    double t_start = now_s();
+    double t_start = clock_now();
     Run r = {.m = m, .o = o, .res = res, .G = o->group_size, .V = m->cfg.vocab_size};
     if (o->eos_ids) {
         r.neos = o->n_eos;
@@ -256,14 +251,14 @@ int rollout_generate(Model *m, int P, const int *const *prompts, const int *prom
     res->stats.prompts = P, res->stats.samples = P * o->group_size;
     int rc = run_setup(&r, P, prompts, prompt_len, err);
     if (!rc && r.ngroups) {
-        double t0 = now_s();
+        double t0 = clock_now();
         rc = run_prefill(&r, P, prompts, prompt_len, err);
-        res->stats.prefill_s = now_s() - t0;
+        res->stats.prefill_s = clock_now() - t0;
         if (!rc) rc = run_decode(&r, t_start, err);
     }
     if (r.ngroups) kvcache_free(&r.kv);
     free(r.logits), free(r.slot), free(r.limit), free(r.cap);
-    res->stats.total_s = now_s() - t_start;
+    res->stats.total_s = clock_now() - t_start;
     res->stats.tokens_per_s = res->stats.total_s > 0 ? res->stats.new_tokens / res->stats.total_s : 0;
     if (rc) rollout_result_free(res);
     return rc;

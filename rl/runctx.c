@@ -3,11 +3,13 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "base/xalloc.h"
 #include "model/template.h"
 
 int runctx_load(const Recipe *r, Model *m, Tokenizer **tok, Err *err) {
@@ -35,6 +37,32 @@ int runctx_prompt(const Tokenizer *tok, const char *tpl, const cJSON *row, TokTe
     ids->n = 0;
     if (tpl_fill(tpl, row, text, err)) return -1;
     return tok_encode(tok, text->s ? text->s : "", text->n, 0, ids, err);
+}
+
+char *runctx_completion_text(const Tokenizer *tok, const RolloutSample *s, Err *err) {
+    int n = s->n - (s->finish == FINISH_EOS); /* the EOS token is not part of the text */
+    TokText txt = {0};
+    /* int and int32_t are the same type on every supported target */
+    if (tok_decode(tok, (const int32_t *)s->tokens, n > 0 ? n : 0, 0, &txt, err)) {
+        free(txt.s);
+        return NULL;
+    }
+    return txt.s ? txt.s : xstrdup("");
+}
+
+void runctx_unescape(char *dst, size_t n, const char *src) {
+    size_t o = 0;
+    for (size_t i = 0; src[i] && o + 1 < n; i++) dst[o++] = src[i] == '\\' && src[i + 1] == 'n' ? (i++, '\n') : src[i];
+    dst[o] = 0;
+}
+
+int runctx_set_recipe(Recipe *r, const char *sets, Err *err) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", sets);
+    char *save = NULL;
+    for (char *a = strtok_r(buf, ";", &save); a; a = strtok_r(NULL, ";", &save))
+        if (recipe_set(r, a, err)) return -1;
+    return 0;
 }
 
 int runctx_mkdirs(const char *path, Err *err) {
@@ -78,12 +106,6 @@ int runctx_save(Model *m, const char *tokdir, const char *dir, const char *dtype
         if (strcmp(s, d) && copy_file(s, d, err)) return -1;
     }
     return 0;
-}
-
-double runctx_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 void runctx_progress(FILE *f, int final, const char *fmt, ...) {

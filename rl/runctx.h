@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "rl/recipe.h"
+#include "rl/rollout.h"
 
 /* Loads recipe->model (no MTP) and its tokenizer (recipe->tokenizer or the model dir). */
 int runctx_load(const Recipe *r, Model *m, Tokenizer **tok, Err *err);
@@ -19,10 +20,15 @@ int runctx_prompt(const Tokenizer *tok, const char *tpl, const cJSON *row, TokTe
 /* Saves the model to dir in dtype ("f32" or "bf16") and copies tokenizer.json /
  * tokenizer_config.json from tokdir. */
 int runctx_save(Model *m, const char *tokdir, const char *dir, const char *dtype, Err *err);
+/* The text of a sample's completion (its EOS token left out); malloc'd, NULL on error. */
+char *runctx_completion_text(const Tokenizer *tok, const RolloutSample *s, Err *err);
+/* Copies src to dst[n] with the two-character escape \\n turned into a newline
+ * (so prompts and templates can be typed on a command line). */
+void runctx_unescape(char *dst, size_t n, const char *src);
+/* Applies ';'-separated key=value recipe overrides (the --set option). */
+int runctx_set_recipe(Recipe *r, const char *sets, Err *err);
 /* mkdir -p */
 int runctx_mkdirs(const char *path, Err *err);
-/* Seconds since an arbitrary origin (monotonic). */
-double runctx_now(void);
 /* Progress: on a terminal, rewrites one line; otherwise prints plain lines. */
 void runctx_progress(FILE *f, int final, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
