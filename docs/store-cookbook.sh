@@ -1,7 +1,8 @@
 #!/bin/sh
 # store-cookbook.sh DB: runs every query of the SQL cookbook in docs/store.md
 # against a rollout store and prints each with its output as Markdown, which
-# is how the outputs in docs/store.md were made. Needs the sqlite3 shell.
+# is how the outputs in docs/store.md were made (18-23: evaluated completions,
+# empty on a run without evaluations). Needs the sqlite3 shell.
 # Exit status: non-zero if any query fails.
 set -eu
 db=${1:?usage: docs/store-cookbook.sh runs/NAME/rollouts.db}
@@ -91,3 +92,37 @@ q "Every sample of one prompt, from a data-set row" \
 FROM prompts p JOIN rollouts r USING (step, prompt_index)
 WHERE p.dataset_index = (SELECT dataset_index FROM prompts ORDER BY step DESC, prompt_index LIMIT 1)
 ORDER BY r.step, r.sample_index;"
+q "Each evaluation, from its samples (pass@1, pass@k with n = k)" \
+"SELECT step, rows, samples, round(pass_at_1, 3) AS pass_at_1, round(pass_at_k, 3) AS pass_at_k,
+       round(mean_length, 1) AS mean_length
+FROM eval_per_step ORDER BY dataset, step;"
+
+q "How each problem's pass rate moved across the evaluations (first 6 problems)" \
+"SELECT dataset_index, group_concat(printf('%.2f', pass_rate), '  ') AS pass_rate_by_step
+FROM (SELECT * FROM eval_rows ORDER BY step) GROUP BY dataset, dataset_index
+ORDER BY dataset_index LIMIT 6;"
+
+q "Problems solved after training that were not solved before" \
+"SELECT dataset_index, first_step, first_pass_rate, last_step, last_pass_rate,
+       substr(replace(prompt, char(10), ' '), 1, 60) AS prompt
+FROM eval_newly_solved ORDER BY last_pass_rate DESC, dataset_index LIMIT 5;"
+
+q "Gained and lost between the first and the last evaluation" \
+"SELECT sum(first_pass_rate = 0 AND last_pass_rate > 0) AS newly_solved,
+       sum(first_pass_rate > 0 AND last_pass_rate = 0) AS no_longer_solved,
+       sum(change > 0) AS improved, sum(change < 0) AS worse, count(*) AS problems
+FROM eval_row_changes;"
+
+q "The evaluated completions of one newly solved problem, first and last evaluation" \
+"SELECT step, sample_index, correct, pred, finish_reason, completion_tokens AS tokens,
+       substr(replace(completion, char(10), ' '), 1, 52) AS completion
+FROM eval_samples
+WHERE dataset_index = (SELECT dataset_index FROM eval_newly_solved ORDER BY last_pass_rate DESC, dataset_index LIMIT 1)
+  AND step IN ((SELECT min(step) FROM eval_samples), (SELECT max(step) FROM eval_samples))
+ORDER BY step, sample_index;"
+
+q "Every reward component of the evaluated completions, per evaluation" \
+"SELECT s.step, r.name, round(avg(r.value), 3) AS mean, sum(r.value IS NULL) AS nulls,
+       sum(r.error IS NOT NULL) AS errors
+FROM eval_rewards r JOIN eval_samples s ON s.id = r.sample_id
+GROUP BY s.step, r.name ORDER BY s.step, r.name;"

@@ -41,6 +41,13 @@ typedef struct Recipe {
     double beta, epsilon, epsilon_high;
     int num_iterations;        /* mu */
     int mask_truncated_completions;
+    char kl_estimator[16];     /* k1 | k2 | k3 */
+    char ref_model[512];       /* frozen reference ("" = the run's initial model) */
+    int sync_ref_model;        /* TRL: mix the policy into the reference every N steps */
+    int ref_model_sync_steps;
+    double ref_model_mixup_alpha;
+    int dynamic_sampling;      /* DAPO: drop zero-std groups and refill */
+    int max_num_gen_batches;   /* verl: generation rounds per step, 0 = no limit */
     /* optimisation */
     int max_steps;
     double learning_rate, weight_decay, max_grad_norm, warmup_ratio;
@@ -52,6 +59,14 @@ typedef struct Recipe {
     int sft_epochs;            /* sft */
     double router_bias_gamma;  /* aux-loss-free router bias update, 0 = off */
     char save_dtype[8];        /* checkpoint dtype: f32 | bf16 */
+    /* evaluation during training (rl/train_eval.c) */
+    char eval_data[512];       /* JSONL, "" = off */
+    int eval_steps;            /* every N steps (0 = only before training and at the end) */
+    int eval_num_samples;      /* k */
+    int eval_max_new_tokens;   /* 0 = max_completion_length */
+    int eval_limit;            /* rows, 0 = all */
+    double eval_temperature;   /* < 0 = temperature */
+    int eval_seed;             /* grpo eval --seed */
 } Recipe;
 
 void recipe_defaults(Recipe *r);

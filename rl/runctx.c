@@ -23,9 +23,10 @@ int runctx_load(const Recipe *r, Model *m, Tokenizer **tok, Err *err) {
         return err_wrap(err, "tokenizer %s", td);
     }
     if (tok_vocab_size(*tok) > m->cfg.vocab_size) {
-        err_set(err, ERR_INPUT, "tokenizer %s has %d ids but the model's vocab_size is %d", td,
-                (int)tok_vocab_size(*tok), m->cfg.vocab_size);
+        err_set(err, ERR_INPUT, "%s/tokenizer.json has %d ids but %s/config.json field vocab_size is %d", td,
+                (int)tok_vocab_size(*tok), r->model, m->cfg.vocab_size);
         tok_free(*tok);
+        *tok = NULL; /* the caller's cleanup may run next */
         model_free(m);
         return -1;
     }

@@ -1,5 +1,5 @@
-/* store: see store.h. The schema (tables in migration 1, views in migration 2)
- * is documented in docs/store.md; change both together, and only by appending
+/* store: see store.h. The schema (tables in migration 1, views in migration 2,
+ * evaluated completions in migration 3) is documented in docs/store.md; change both together, and only by appending
  * a migration: a database in users' hands is upgraded, never rebuilt. */
 #include "store.h"
 
@@ -160,10 +160,56 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
     "  SELECT step, count(*) AS layers, avg(max_over_mean) AS mean_max_over_mean,"
     "    max(max_over_mean) AS worst_max_over_mean, sum(idle_experts) AS idle_experts"
     "  FROM router_imbalance GROUP BY step;",
+
+    /* 3: the evaluated completions, their reward components, and views over them. */
+    "CREATE TABLE eval_samples("
+    "  id INTEGER PRIMARY KEY,"
+    "  step INTEGER NOT NULL,"
+    "  dataset TEXT NOT NULL,"
+    "  dataset_index INTEGER NOT NULL,"
+    "  sample_index INTEGER NOT NULL,"
+    "  prompt TEXT NOT NULL,"
+    "  completion TEXT NOT NULL,"
+    "  prompt_tokens INTEGER NOT NULL,"
+    "  completion_tokens INTEGER NOT NULL,"
+    "  finish_reason TEXT NOT NULL,"
+    "  correct INTEGER NOT NULL,"
+    "  reward REAL,"
+    "  pred TEXT,"
+    "  UNIQUE (step, dataset, dataset_index, sample_index));"
+    "CREATE INDEX eval_samples_by_row ON eval_samples(dataset, dataset_index, step);"
+    "CREATE TABLE eval_rewards("
+    "  sample_id INTEGER NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  value REAL,"
+    "  error TEXT,"
+    "  extras TEXT,"
+    "  PRIMARY KEY (sample_id, name)) WITHOUT ROWID;"
+    "CREATE INDEX evals_by_dataset ON evals(dataset, step);"
+    "CREATE VIEW eval_rows AS"
+    "  SELECT step, dataset, dataset_index, count(*) AS samples, sum(correct) AS correct,"
+    "    avg(correct) AS pass_rate, max(correct) AS solved, avg(completion_tokens) AS mean_length,"
+    "    min(prompt) AS prompt"
+    "  FROM eval_samples GROUP BY step, dataset, dataset_index;"
+    "CREATE VIEW eval_per_step AS"
+    "  SELECT step, dataset, count(*) AS rows, sum(samples) AS samples, avg(pass_rate) AS pass_at_1,"
+    "    avg(solved) AS pass_at_k, avg(mean_length) AS mean_length"
+    "  FROM eval_rows GROUP BY step, dataset;"
+    "CREATE VIEW eval_row_changes AS"
+    "  WITH span AS (SELECT dataset, min(step) AS first_step, max(step) AS last_step"
+    "                FROM eval_samples GROUP BY dataset)"
+    "  SELECT a.dataset, a.dataset_index, s.first_step, a.pass_rate AS first_pass_rate,"
+    "    s.last_step, b.pass_rate AS last_pass_rate, b.pass_rate - a.pass_rate AS change, a.prompt"
+    "  FROM span s JOIN eval_rows a ON a.dataset = s.dataset AND a.step = s.first_step"
+    "  JOIN eval_rows b ON b.dataset = s.dataset AND b.step = s.last_step"
+    "    AND b.dataset_index = a.dataset_index;"
+    "CREATE VIEW eval_newly_solved AS"
+    "  SELECT * FROM eval_row_changes WHERE first_pass_rate = 0 AND last_pass_rate > 0;",
 };
 
 typedef enum {
-    S_STEP, S_METRIC, S_PROMPT, S_ROLLOUT, S_REWARD, S_ROUTER, S_EVAL, S_COUNT
+    S_STEP, S_METRIC, S_PROMPT, S_ROLLOUT, S_REWARD, S_ROUTER, S_EVAL, S_EVAL_SAMPLE, S_EVAL_REWARD,
+    S_COUNT
 } StmtId;
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -180,6 +226,11 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ROUTER] = "INSERT INTO router_load(step, layer, expert, tokens) VALUES (?, ?, ?, ?)",
     [S_EVAL] = "INSERT INTO evals(step, dataset, metric, value, num_samples, written_at)"
                " VALUES (?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+    [S_EVAL_SAMPLE] = "INSERT INTO eval_samples(step, dataset, dataset_index, sample_index, prompt,"
+                      " completion, prompt_tokens, completion_tokens, finish_reason, correct, reward,"
+                      " pred) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [S_EVAL_REWARD] = "INSERT INTO eval_rewards(sample_id, name, value, error, extras)"
+                      " VALUES (?, ?, ?, ?, ?)",
 };
 
 struct Store {
@@ -189,6 +240,9 @@ struct Store {
     sqlite3_stmt *stmt[S_COUNT];  /* writer only */
     int in_step;
     long step;
+    int in_eval;                  /* store_eval_begin .. commit */
+    long eval_step;
+    char *eval_dataset;
     int last_prompt_index;        /* prompts are inserted once per group */
     long nprompts, nrollouts;     /* of the open step */
 };
@@ -306,12 +360,15 @@ Store *store_open_read(const char *path, Err *err) {
         if (err) err->code = ERR_INPUT;  /* unreadable: not a database, or no permission */
         goto fail;
     }
-    if (version != STORE_SCHEMA_VERSION) {
+    /* An older database that has the views readers use (version 2) is read as
+     * it is: `grpo report` works on runs written before evaluated completions
+     * were stored; the tables added since appear when a writer opens it. */
+    if (version < STORE_SCHEMA_READ_MIN || version > STORE_SCHEMA_VERSION) {
         if (version == 0)
             err_set(err, ERR_INPUT, "%s: not a grpo rollout store (no schema)", path);
         else
-            err_set(err, ERR_INPUT, "%s: schema version %d, this grpo reads %d%s", path, version,
-                    STORE_SCHEMA_VERSION,
+            err_set(err, ERR_INPUT, "%s: schema version %d, this grpo reads %d to %d%s", path, version,
+                    STORE_SCHEMA_READ_MIN, STORE_SCHEMA_VERSION,
                     version < STORE_SCHEMA_VERSION ? " (opening it for writing upgrades it)" : "");
         goto fail;
     }
@@ -324,6 +381,7 @@ fail:
 void store_close(Store *st) {
     if (!st) return;
     if (st->in_step) store_step_abort(st);
+    if (st->in_eval) store_eval_abort(st);
     /* Copy the WAL into the database file without locking readers out, so
      * rollouts.db alone holds every step (the -wal file stays, stale). */
     if (!st->readonly && st->db)
@@ -331,6 +389,7 @@ void store_close(Store *st) {
     for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(st->stmt[i]);
     sqlite3_close(st->db);
     free(st->path);
+    free(st->eval_dataset);
     free(st);
 }
 
@@ -358,7 +417,7 @@ static int run_stmt(Store *st, StmtId id, Err *err) {
     int rc = sqlite3_step(s);
     sqlite3_reset(s);  /* every parameter is bound again before the next use */
     if (rc == SQLITE_DONE) return 0;
-    return err_set(err, ERR_WORK, "%s: step %ld: %s: %s", st->path, st->step, stmt_sql[id],
+    return err_set(err, ERR_WORK, "%s: step %ld: %s: %s", st->path, st->in_eval ? st->eval_step : st->step, stmt_sql[id],
                    sqlite3_errmsg(st->db));
 }
 
@@ -426,7 +485,8 @@ long store_last_step(Store *st, Err *err) {
 }
 
 int store_truncate_after(Store *st, long step, Err *err) {
-    if (st->in_step) return err_set(err, ERR_WORK, "%s: truncate inside a step", st->path);
+    if (st->in_step || st->in_eval)
+        return err_set(err, ERR_WORK, "%s: truncate inside a step or evaluation", st->path);
     static const char *const sql[] = {
         "DELETE FROM rewards WHERE rollout_id IN (SELECT id FROM rollouts WHERE step > ?1)",
         "DELETE FROM rollouts WHERE step > ?1",
@@ -434,6 +494,8 @@ int store_truncate_after(Store *st, long step, Err *err) {
         "DELETE FROM metrics WHERE step > ?1",
         "DELETE FROM router_load WHERE step > ?1",
         "DELETE FROM evals WHERE step > ?1",
+        "DELETE FROM eval_rewards WHERE sample_id IN (SELECT id FROM eval_samples WHERE step > ?1)",
+        "DELETE FROM eval_samples WHERE step > ?1",
         "DELETE FROM steps WHERE step > ?1",
     };
     if (exec(st, "BEGIN IMMEDIATE", err)) return -1;
@@ -462,6 +524,8 @@ int store_step_begin(Store *st, long step, Err *err) {
     if (st->in_step)
         return err_set(err, ERR_WORK, "%s: step %ld begun while step %ld is open", st->path, step,
                        st->step);
+    if (st->in_eval)
+        return err_set(err, ERR_WORK, "%s: step %ld begun inside an evaluation", st->path, step);
     if (step < 0) return err_set(err, ERR_INPUT, "%s: negative step %ld", st->path, step);
     if (exec(st, "BEGIN IMMEDIATE", err)) return -1;
     st->in_step = 1;
@@ -565,7 +629,7 @@ void store_step_abort(Store *st) {
 int store_eval(Store *st, long step, const char *dataset, const char *metric, double value,
                long num_samples, Err *err) {
     if (st->readonly) return err_set(err, ERR_WORK, "%s: store opened read-only", st->path);
-    int own = !st->in_step;
+    int own = !st->in_step && !st->in_eval;
     if (own && exec(st, "BEGIN IMMEDIATE", err)) return -1;
     sqlite3_stmt *s = st->stmt[S_EVAL];
     sqlite3_bind_int64(s, 1, step);
@@ -576,10 +640,109 @@ int store_eval(Store *st, long step, const char *dataset, const char *metric, do
     else sqlite3_bind_null(s, 5);
     if (run_stmt(st, S_EVAL, err)) {
         if (own) sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        else if (st->in_eval) store_eval_abort(st);
         else step_fail(st);
         return -1;
     }
     return own ? exec(st, "COMMIT", err) : 0;
+}
+
+/* Runs sql with ?1 = step and ?2 = dataset to completion. */
+static int exec_step_dataset(Store *st, const char *sql, long step, const char *dataset, Err *err) {
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) return db_fail(st, err, sql);
+    sqlite3_bind_int64(s, 1, step);
+    bind_text(s, 2, dataset);
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : db_fail(st, err, sql);
+}
+
+int store_eval_begin(Store *st, long step, const char *dataset, Err *err) {
+    if (st->readonly) return err_set(err, ERR_WORK, "%s: store opened read-only", st->path);
+    if (st->in_step || st->in_eval)
+        return err_set(err, ERR_WORK, "%s: evaluation of step %ld begun inside a step or evaluation",
+                       st->path, step);
+    if (exec(st, "BEGIN IMMEDIATE", err)) return -1;
+    /* An evaluation of (step, dataset) replaces the previous one, numbers and samples. */
+    static const char *const sql[] = {
+        "DELETE FROM eval_rewards WHERE sample_id IN"
+        " (SELECT id FROM eval_samples WHERE step = ?1 AND dataset = ?2)",
+        "DELETE FROM eval_samples WHERE step = ?1 AND dataset = ?2",
+        "DELETE FROM evals WHERE step = ?1 AND dataset = ?2",
+    };
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++)
+        if (exec_step_dataset(st, sql[i], step, dataset ? dataset : "", err)) {
+            sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+    st->in_eval = 1;
+    st->eval_step = step;
+    free(st->eval_dataset);
+    st->eval_dataset = xstrdup(dataset ? dataset : "");
+    return 0;
+}
+
+int store_eval_metric(Store *st, const char *metric, double value, long num_samples, Err *err) {
+    if (!st->in_eval) return err_set(err, ERR_WORK, "%s: store_eval_metric outside an evaluation", st->path);
+    return store_eval(st, st->eval_step, st->eval_dataset, metric, value, num_samples, err);
+}
+
+/* A failed write inside an evaluation rolls it back. */
+static int eval_fail(Store *st) {
+    store_eval_abort(st);
+    return -1;
+}
+
+int store_eval_sample(Store *st, const StoreEvalSample *e, const StoreEvalReward *rewards, int nrewards,
+                      Err *err) {
+    if (!st->in_eval) return err_set(err, ERR_WORK, "%s: store_eval_sample outside an evaluation", st->path);
+    sqlite3_stmt *s = st->stmt[S_EVAL_SAMPLE];
+    sqlite3_bind_int64(s, 1, st->eval_step);
+    bind_text(s, 2, st->eval_dataset);
+    sqlite3_bind_int64(s, 3, e->dataset_index);
+    sqlite3_bind_int(s, 4, e->sample_index);
+    bind_text(s, 5, e->prompt ? e->prompt : "");
+    bind_text(s, 6, e->completion ? e->completion : "");
+    sqlite3_bind_int(s, 7, e->prompt_tokens);
+    sqlite3_bind_int(s, 8, e->completion_tokens);
+    bind_text(s, 9, e->finish_reason ? e->finish_reason : "stop");
+    sqlite3_bind_int(s, 10, e->correct != 0);
+    bind_real(s, 11, e->reward);
+    bind_text(s, 12, e->pred);
+    if (run_stmt(st, S_EVAL_SAMPLE, err)) {
+        err_wrap(err, "evaluation of step %ld: row %ld, sample %d", st->eval_step, e->dataset_index,
+                 e->sample_index);
+        return eval_fail(st);
+    }
+    sqlite3_int64 id = sqlite3_last_insert_rowid(st->db);
+    for (int i = 0; i < nrewards; i++) {
+        s = st->stmt[S_EVAL_REWARD];
+        sqlite3_bind_int64(s, 1, id);
+        bind_text(s, 2, rewards[i].name);
+        bind_real(s, 3, rewards[i].value);
+        bind_text(s, 4, rewards[i].error);
+        bind_text(s, 5, rewards[i].extras);
+        if (run_stmt(st, S_EVAL_REWARD, err)) {
+            err_wrap(err, "evaluation of step %ld: reward '%s' of row %ld, sample %d", st->eval_step,
+                     rewards[i].name ? rewards[i].name : "(null)", e->dataset_index, e->sample_index);
+            return eval_fail(st);
+        }
+    }
+    return 0;
+}
+
+int store_eval_commit(Store *st, Err *err) {
+    if (!st->in_eval) return err_set(err, ERR_WORK, "%s: store_eval_commit outside an evaluation", st->path);
+    if (exec(st, "COMMIT", err)) return eval_fail(st);
+    st->in_eval = 0;
+    return 0;
+}
+
+void store_eval_abort(Store *st) {
+    if (!st->in_eval) return;
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    st->in_eval = 0;
 }
 
 /* ---- reader ---------------------------------------------------------------- */

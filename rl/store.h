@@ -20,8 +20,11 @@
 
 #include "base/err.h"
 
-/* The schema version store_open upgrades a database to. */
-#define STORE_SCHEMA_VERSION 2
+/* The schema version store_open upgrades a database to, and the oldest one
+ * store_open_read reads as it is (its tables and views but not later ones:
+ * version 3 added eval_samples). */
+#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_READ_MIN 2
 
 typedef struct Store Store;
 
@@ -108,16 +111,51 @@ int store_router_load(Store *st, int layer0, int nlayers, int nexperts, const in
 int store_step_commit(Store *st, Err *err);
 void store_step_abort(Store *st);
 
-/* An evaluation result. Inside a step it joins that step's transaction;
- * otherwise it is its own transaction. */
+/* An evaluation result. Inside a step or an evaluation (below) it joins that
+ * transaction; otherwise it is its own transaction. */
 int store_eval(Store *st, long step, const char *dataset, const char *metric, double value,
                long num_samples, Err *err);
+
+/* One evaluated completion (eval_samples). Doubles that are NAN are stored as NULL. */
+typedef struct StoreEvalSample {
+    long dataset_index;        /* row of the evaluation data set (0-based) */
+    int sample_index;          /* 0..k-1 */
+    const char *prompt;
+    const char *completion;
+    int prompt_tokens, completion_tokens;
+    const char *finish_reason;
+    int correct;               /* 1 when the correctness reward gave >= 1 (what pass@1 counts) */
+    double reward;             /* weighted total of every reward; NAN = every function gave nil */
+    const char *pred;          /* the correctness reward's "pred" extra, or NULL */
+} StoreEvalSample;
+
+/* One reward function's result for one evaluated completion (eval_rewards). */
+typedef struct StoreEvalReward {
+    const char *name;
+    double value;              /* NAN = no value */
+    const char *error;         /* NULL or the message */
+    const char *extras;        /* NULL or the JSON object of extras the script returned */
+} StoreEvalReward;
+
+/* One evaluation of `dataset` at `step` = one transaction that first deletes
+ * an earlier evaluation of the same (step, dataset): evals rows, samples and
+ * their rewards. Between begin and commit call store_eval_metric and
+ * store_eval_sample; any failure rolls the whole evaluation back. Not inside a
+ * training step. */
+int store_eval_begin(Store *st, long step, const char *dataset, Err *err);
+int store_eval_metric(Store *st, const char *metric, double value, long num_samples, Err *err);
+int store_eval_sample(Store *st, const StoreEvalSample *s, const StoreEvalReward *rewards, int nrewards,
+                      Err *err);
+int store_eval_commit(Store *st, Err *err);
+void store_eval_abort(Store *st);
 
 /* ---- reader ----------------------------------------------------------------
  * For `grpo report` and `grpo runs`: read-only, and the SQL they pass is
  * written against the documented tables and views, as a sqlite3 shell user's
  * would be. Results are materialised in memory. */
 
+/* Refuses (ERR_INPUT) a file that is not a store, or whose schema version is
+ * below STORE_SCHEMA_READ_MIN or above STORE_SCHEMA_VERSION. */
 Store *store_open_read(const char *path, Err *err);
 
 typedef struct StoreTable {

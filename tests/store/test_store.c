@@ -193,7 +193,7 @@ static void check_open(const char *db) {
     CHECK(store_open(path, &err) == NULL && err.code, "garbage refused: %s", err.msg);
     err_clear(&err);
     CHECK(store_open_read(path, &err) == NULL && err.code == ERR_INPUT, "garbage refused (read): %s", err.msg);
-    /* migration 1 -> 2: drop the views, mark version 1, open for writing */
+    /* migration 1 -> current: drop the views and later tables, mark version 1, open for writing */
     snprintf(path, sizeof path, "%s/old.db", dir);
     Store *st = store_open(path, &err);
     CHECK(st != NULL, "create: %s", err.msg);
@@ -207,6 +207,9 @@ static void check_open(const char *db) {
         snprintf(drops + strlen(drops), sizeof drops - strlen(drops), "DROP VIEW %s;", sqlite3_column_text(s, 0));
     sqlite3_finalize(s);
     CHECK(sqlite3_exec(h, drops, NULL, NULL, NULL) == SQLITE_OK && strlen(drops) > 0, "drop views");
+    /* and what migration 3 added (evaluated completions), to be back at version 1 */
+    CHECK(sqlite3_exec(h, "DROP TABLE eval_samples; DROP TABLE eval_rewards; DROP INDEX evals_by_dataset;", NULL, NULL,
+                       NULL) == SQLITE_OK, "drop migration 3");
     sqlite3_exec(h, "PRAGMA user_version = 1", NULL, NULL, NULL);
     sqlite3_close(h);
     err_clear(&err);
