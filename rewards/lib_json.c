@@ -63,6 +63,22 @@ static int table_is_array(lua_State *L, int idx, lua_Integer *n) {
     return count > 0 && count == max;
 }
 
+/* Orders an object's members by key: Lua's table order changes from one
+ * process to the next, and logged extras should be the same text every run. */
+static void sort_keys(cJSON *obj) {
+    cJSON *head = NULL, *c = obj->child;
+    while (c) {
+        cJSON *next = c->next, **at = &head;
+        while (*at && strcmp((*at)->string, c->string) <= 0) at = &(*at)->next;
+        c->next = *at, *at = c;
+        c = next;
+    }
+    cJSON *prev = NULL;
+    for (c = head; c; prev = c, c = c->next) c->prev = prev;
+    if (head) head->prev = prev; /* cJSON keeps the tail in child->prev */
+    obj->child = head;
+}
+
 static cJSON *from_lua(lua_State *L, int idx, int depth, char *err, size_t n) {
     idx = lua_absindex(L, idx);
     if (depth > JSON_MAX_DEPTH) { snprintf(err, n, "table nesting deeper than %d (a cycle?)", JSON_MAX_DEPTH); return NULL; }
@@ -113,6 +129,7 @@ static cJSON *from_lua(lua_State *L, int idx, int depth, char *err, size_t n) {
             if (!c) { lua_pop(L, 1); cJSON_Delete(obj); return NULL; }
             cJSON_AddItemToObject(obj, k, c);
         }
+        sort_keys(obj);
         return obj;
     }
     default: break;

@@ -22,5 +22,6 @@ int bench_tokenizer(int argc, char **argv); /* rl/bench_tokenizer.c */
 int bench_sandbox(int argc, char **argv); /* rl/bench_sandbox.c */
 int bench_store(int argc, char **argv);  /* rl/bench_store.c */
 int bench_rewards(int argc, char **argv); /* rl/bench_rewards.c */
+int bench_grpo(int argc, char **argv);   /* rl/bench_grpo.c */
 
 #endif

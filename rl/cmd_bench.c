@@ -17,6 +17,7 @@ static const Topic topics[] = {
     {"sandbox", bench_sandbox, "sandboxed executions/s vs plain python3 -I -S spawns"},
     {"store", bench_store, "rollout store write throughput (rollouts/s) vs a flat file"},
     {"rewards", bench_rewards, "format and math reward scores/s, one core and all cores"},
+    {"grpo", bench_grpo, "one GRPO step's time split and tokens/s vs the same step in PyTorch"},
 };
 enum { NTOPICS = sizeof topics / sizeof topics[0] };
 

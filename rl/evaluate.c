@@ -227,15 +227,17 @@ void evaluate_result_free(EvalResult *res) {
 }
 
 void evaluate_print_json(const EvalResult *r, FILE *f) {
-    fprintf(f, "{\"rows\": %d, \"k\": %d, \"pass@1\": %.4f, \"pass@%d\": %.4f, \"maj@%d\": %.4f", r->rows, r->k,
-            r->pass1, r->k, r->passk, r->k, r->maj);
+    fprintf(f, "{\"rows\": %d, \"k\": %d, \"pass@1\": %.4f", r->rows, r->k, r->pass1);
+    if (r->k > 1) fprintf(f, ", \"pass@%d\": %.4f", r->k, r->passk); /* at k = 1 pass@k is pass@1 */
+    fprintf(f, ", \"maj@%d\": %.4f", r->k, r->maj);
     for (int j = 0; j < r->nrewards; j++) fprintf(f, ", \"%s\": %.4f", r->reward_names[j], r->reward_mean[j]);
     fprintf(f, ", \"seconds\": %.1f}\n", r->seconds);
 }
 
 void evaluate_format(const EvalResult *r, char *buf, size_t n) {
-    size_t used = (size_t)snprintf(buf, n, "pass@1 %.3f  pass@%d %.3f  maj@%d %.3f", r->pass1, r->k, r->passk, r->k,
-                                   r->maj);
+    size_t used = (size_t)snprintf(buf, n, "pass@1 %.3f", r->pass1);
+    if (r->k > 1 && used < n) used += (size_t)snprintf(buf + used, n - used, "  pass@%d %.3f", r->k, r->passk);
+    if (used < n) used += (size_t)snprintf(buf + used, n - used, "  maj@%d %.3f", r->k, r->maj);
     for (int j = 0; j < r->nrewards && used < n; j++)
         used += (size_t)snprintf(buf + used, n - used, "  %s %.3f", r->reward_names[j], r->reward_mean[j]);
 }
@@ -246,7 +248,7 @@ int evaluate_store(Store *st, long step, const char *dataset, const EvalResult *
     snprintf(name, sizeof name, "pass@1");
     int bad = store_eval_metric(st, name, r->pass1, r->rows, err);
     snprintf(name, sizeof name, "pass@%d", r->k);
-    bad = bad || store_eval_metric(st, name, r->passk, r->rows, err);
+    if (r->k > 1) bad = bad || store_eval_metric(st, name, r->passk, r->rows, err);
     snprintf(name, sizeof name, "maj@%d", r->k);
     bad = bad || store_eval_metric(st, name, r->maj, r->rows, err);
     for (int j = 0; j < r->nrewards && !bad; j++) {

@@ -68,6 +68,7 @@ static void test_json(void) {
             "local n, err = j.decode('{bad'); assert(n == nil and err:find('invalid JSON'))\n"
             "assert(j.encode({1, 2, 3}) == '[1,2,3]')\n"
             "assert(j.encode({x = 'y'}) == '{\"x\":\"y\"}')\n"
+            "assert(j.encode({b = 1, a = 2, c = {z = 1, y = 2}, aa = 3}) == '{\"a\":2,\"aa\":3,\"b\":1,\"c\":{\"y\":2,\"z\":1}}')\n"
             "assert(j.decode(j.encode({k = {1, {z = false}}})).k[2].z == false)\n"
             "local t = {} t.t = t\n"
             "local ok, e = pcall(j.encode, t); assert(not ok and e:find('nesting'))\n"
