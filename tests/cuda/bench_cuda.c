@@ -1,0 +1,206 @@
+/* bench_cuda: times each CUDA op once it is known correct (run test_cuda_*
+ * first): median of 10 runs after 3 warm-ups, with CUDA events, on random
+ * (never zero) inputs at DeepSeek-V3-like sizes. Prints one line per op with
+ * milliseconds and the achieved rate (TFLOP/s for products, GB/s of the bytes
+ * each op must move at least). Not a test: built beside them, run by
+ * tests/cuda/run_device.sh after the tests. Exits 77 without a GPU. */
+#include <string.h>
+
+#include "cuda_test.h"
+#include "kernels/cuda/adamw.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/head.h"
+#include "kernels/cuda/moe.h"
+#include "kernels/cuda/norm.h"
+#include "kernels/cuda/sample.h"
+#include "kernels/cuda/swiglu.h"
+
+static Err err;
+static uint64_t rng = 0x62656e63;
+enum { WARM = 3, REPS = 10 };
+
+/* Fills a device buffer of `bytes` by repeating 4 MiB of random bf16 values (scale) */
+static void *dev_random(size_t bytes, float scale) {
+    const size_t chunk = 4u << 20;
+    cuda_bf16 *h = malloc(chunk);
+    float *tmp = malloc(sizeof(float) * (chunk / 2));
+    rand_bf16(&rng, h, tmp, chunk / 2, scale);
+    char *d = dev_alloc(bytes);
+    for (size_t o = 0; o < bytes; o += chunk)
+        CU(cudaMemcpy(d + o, h, bytes - o < chunk ? bytes - o : chunk, cudaMemcpyHostToDevice));
+    free(h), free(tmp);
+    return d;
+}
+
+/* fp32 buffer of n values scale * N(0,1), by repeating 1 Mi random values */
+static float *dev_random_f32(long n, float scale) {
+    const long chunk = 1L << 20;
+    float *h = malloc(sizeof(float) * chunk);
+    for (long i = 0; i < chunk; i++) h[i] = scale * rand_normal(&rng);
+    float *d = dev_alloc(sizeof(float) * n);
+    for (long o = 0; o < n; o += chunk)
+        CU(cudaMemcpy(d + o, h, sizeof(float) * (n - o < chunk ? n - o : chunk), cudaMemcpyHostToDevice));
+    free(h);
+    return d;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+typedef int (*OpFn)(void *ctx);
+
+/* Median milliseconds of REPS runs of fn. */
+static float time_op(OpFn fn, void *ctx) {
+    cudaEvent_t a, b;
+    CU(cudaEventCreate(&a));
+    CU(cudaEventCreate(&b));
+    float ms[REPS];
+    for (int i = 0; i < WARM; i++)
+        if (fn(ctx)) op_failed("bench op", &err);
+    for (int i = 0; i < REPS; i++) {
+        CU(cudaEventRecord(a, 0));
+        if (fn(ctx)) op_failed("bench op", &err);
+        CU(cudaEventRecord(b, 0));
+        CU(cudaEventSynchronize(b));
+        CU(cudaEventElapsedTime(&ms[i], a, b));
+    }
+    dev_sync("bench");
+    cudaEventDestroy(a), cudaEventDestroy(b);
+    qsort(ms, REPS, sizeof *ms, cmp_float);
+    return ms[REPS / 2];
+}
+
+static void report(const char *op, const char *shape, float ms, double flops, double bytes) {
+    printf("%-14s %-34s %9.3f ms", op, shape, ms);
+    if (flops > 0) printf("  %7.1f TFLOP/s", flops / (ms * 1e-3) / 1e12);
+    if (bytes > 0) printf("  %7.1f GB/s", bytes / (ms * 1e-3) / 1e9);
+    printf("\n");
+}
+
+typedef struct Ctx {
+    CudaBlas *h;
+    int M, N, K;
+    void *a, *b, *c, *d, *e, *f, *g, *x;
+    CudaRouterCfg rc;
+    CudaSamplerOpts so;
+    CudaParamSpan span;
+    CudaAdamWOpts ao;
+    int64_t step;
+} Ctx;
+
+static int run_gemm(void *p) {
+    Ctx *c = p;
+    return cuda_linear_fwd(c->h, 0, c->c, CUDA_BF16, c->a, c->b, c->M, c->N, c->K, 0, &err);
+}
+static int run_rmsnorm(void *p) {
+    Ctx *c = p;
+    return cuda_rmsnorm_fwd(0, c->c, c->d, c->a, c->b, c->M, c->N, c->N, c->N, 1e-6f, &err);
+}
+static int run_swiglu(void *p) {
+    Ctx *c = p;
+    return cuda_swiglu_fwd(0, c->c, c->a, c->b, (long)c->M * c->N, &err);
+}
+static int run_head(void *p) {
+    Ctx *c = p;
+    return cuda_head_fwd(c->h, 0, c->a, c->b, c->x, c->M, c->K, c->N, 1.0f, c->c, c->d, c->e, c->f, 1024, &err);
+}
+static int run_route(void *p) {
+    Ctx *c = p;
+    int *topk = c->d;
+    return cuda_moe_route(0, &c->rc, c->a, c->b, c->M, c->c, topk, c->e, c->f, &err) ||
+           cuda_moe_permute(0, topk, c->M, c->rc.k, c->rc.E, c->g, (int *)c->g + 1024, c->x,
+                            (int *)c->x + (long)c->M * c->rc.k, &err);
+}
+static int run_adamw(void *p) {
+    Ctx *c = p;
+    return cuda_adamw_step(0, &c->ao, &c->span, 1, c->a, c->b, c->c, c->d, c->e, &c->step, 1e-4, c->f, NULL, &err) < 0;
+}
+static int run_sample(void *p) {
+    Ctx *c = p;
+    return cuda_sample(0, &c->so, c->a, c->M, c->N, c->N, c->b, c->c, c->d, c->e, c->f, &err);
+}
+
+int main(int argc, char **argv) {
+    CUDA_TEST_REQUIRE_GPU();
+    char name[256], shape[96];
+    cuda_device_describe(name, sizeof name);
+    printf("device: %s\n%-14s %-34s %12s\n", name, "op", "shape", "median");
+    Ctx c = {0};
+    c.h = cuda_blas_new(0, &err);
+    if (!c.h) op_failed("cuda_blas_new", &err);
+    const int gemms[][3] = {{8192, 8192, 8192}, {4096, 7168, 2048}, {4096, 2048, 7168}, {256, 7168, 2048}};
+    for (unsigned i = 0; i < sizeof gemms / sizeof *gemms; i++) {
+        c.M = gemms[i][0], c.N = gemms[i][1], c.K = gemms[i][2];
+        c.a = dev_random(2L * c.M * c.K, 1.0f), c.b = dev_random(2L * c.N * c.K, 0.02f), c.c = dev_alloc(2L * c.M * c.N);
+        snprintf(shape, sizeof shape, "x[%d,%d] W[%d,%d]^T bf16", c.M, c.K, c.N, c.K);
+        report("linear_fwd", shape, time_op(run_gemm, &c), 2.0 * c.M * c.N * c.K, 0);
+        cudaFree(c.a), cudaFree(c.b), cudaFree(c.c);
+    }
+    c.M = 16384, c.N = 7168;
+    c.a = dev_random(2L * c.M * c.N, 1.0f), c.b = dev_random(2L * c.N, 1.0f), c.c = dev_alloc(2L * c.M * c.N);
+    c.d = dev_alloc(4L * c.M);
+    report("rmsnorm_fwd", "[16384, 7168]", time_op(run_rmsnorm, &c), 0, 4.0 * c.M * c.N);
+    cudaFree(c.a), cudaFree(c.b), cudaFree(c.c), cudaFree(c.d);
+    c.M = 16384, c.N = 2048;
+    c.a = dev_random(2L * c.M * c.N, 2.0f), c.b = dev_random(2L * c.M * c.N, 1.0f), c.c = dev_alloc(2L * c.M * c.N);
+    report("swiglu_fwd", "[16384, 2048]", time_op(run_swiglu, &c), 0, 6.0 * c.M * c.N);
+    cudaFree(c.a), cudaFree(c.b), cudaFree(c.c);
+    c.M = 4096, c.K = 7168, c.N = 129280; /* tokens, hidden, vocab */
+    {
+        int *tg = malloc(sizeof(int) * c.M);
+        for (int i = 0; i < c.M; i++) tg[i] = (int)(rng_next(&rng) % c.N);
+        c.x = dev_upload(tg, sizeof(int) * c.M);
+        free(tg);
+    }
+    c.a = dev_random(2L * c.M * c.K, 1.0f), c.b = dev_random(2L * c.N * c.K, 0.02f);
+    c.c = dev_alloc(4L * c.M), c.d = dev_alloc(4L * c.M), c.e = dev_alloc(4L * c.M);
+    c.f = dev_alloc(cuda_head_scratch_bytes(1024, c.N));
+    report("head_fwd", "4096 tok, H 7168, V 129280", time_op(run_head, &c), 2.0 * c.M * c.K * c.N, 0);
+    cudaFree(c.a), cudaFree(c.b), cudaFree(c.c), cudaFree(c.d), cudaFree(c.e), cudaFree(c.f), cudaFree(c.x);
+    c.M = 16384;
+    c.rc = (CudaRouterCfg){256, 8, 8, 4, CUDA_TOPK_NOAUX_TC, CUDA_SCORE_SIGMOID, 1, 2.5f};
+    {
+        float *l = malloc(4L * c.M * 256);
+        for (long i = 0; i < 256L * c.M; i++) l[i] = rand_normal(&rng);
+        c.a = dev_upload(l, 4L * c.M * 256);
+        free(l);
+    }
+    c.b = dev_alloc(4L * 256);
+    CU(cudaMemset(c.b, 0, 4L * 256));
+    c.c = dev_alloc(4L * c.M * 256), c.d = dev_alloc(4L * c.M * 8), c.e = dev_alloc(4L * c.M * 8);
+    c.f = dev_alloc(4L * c.M), c.g = dev_alloc(4L * 2048), c.x = dev_alloc(8L * c.M * 8);
+    report("moe route+perm", "16384 tok, E 256, k 8, 8 groups", time_op(run_route, &c), 0, 0);
+    cudaFree(c.a), cudaFree(c.b), cudaFree(c.c), cudaFree(c.d), cudaFree(c.e), cudaFree(c.f), cudaFree(c.g);
+    cudaFree(c.x);
+    const long n = argc > 1 && !strcmp(argv[1], "--quick") ? 1L << 24 : 1L << 28;
+    c.span = (CudaParamSpan){0, (size_t)n, 1, 1};
+    c.ao = (CudaAdamWOpts){0.9, 0.999, 1e-8, 0.1, 1.0};
+    c.a = dev_random_f32(n, 0.02f), c.b = dev_random_f32(n, 1e-4f), c.c = dev_alloc(4 * n), c.d = dev_alloc(4 * n);
+    CU(cudaMemset(c.c, 0, 4 * n));
+    CU(cudaMemset(c.d, 0, 4 * n));
+    c.e = dev_alloc(2 * n), c.f = dev_alloc(cuda_adamw_scratch_bytes(1));
+    snprintf(shape, sizeof shape, "%ld params (norm, clip, bf16 copy)", n);
+    /* bytes: norm reads g; update reads p g m v, writes p g(clipped) m v and the bf16 copy */
+    report("adamw_step", shape, time_op(run_adamw, &c), 0, 4.0 * n + 16.0 * n + 16.0 * n + 2.0 * n);
+    cudaFree(c.a), cudaFree(c.b), cudaFree(c.c), cudaFree(c.d), cudaFree(c.e), cudaFree(c.f);
+    c.M = 64, c.N = 129280;
+    c.so = (CudaSamplerOpts){1.0f, 50, 0.95, 0.0};
+    {
+        float *l = malloc(4L * c.M * c.N);
+        double *u = malloc(sizeof(double) * c.M);
+        for (long i = 0; i < (long)c.M * c.N; i++) l[i] = 3.0f * rand_normal(&rng);
+        for (int i = 0; i < c.M; i++) u[i] = rng_uniform(&rng);
+        c.a = dev_upload(l, 4L * c.M * c.N), c.b = dev_upload(u, sizeof(double) * c.M);
+        free(l), free(u);
+    }
+    c.c = dev_alloc(4L * c.M), c.d = dev_alloc(4L * c.M), c.e = dev_alloc(4L * c.M);
+    c.f = dev_alloc(cuda_sample_scratch_bytes(c.M, c.N));
+    report("sample", "64 rows, V 129280, top_k 50 top_p .95", time_op(run_sample, &c), 0, 4.0 * c.M * c.N);
+    c.so = (CudaSamplerOpts){1.0f, 0, 1.0, 0.0};
+    report("sample", "64 rows, V 129280, no filter", time_op(run_sample, &c), 0, 4.0 * c.M * c.N);
+    cudaFree(c.a), cudaFree(c.b), cudaFree(c.c), cudaFree(c.d), cudaFree(c.e), cudaFree(c.f);
+    cuda_blas_free(c.h);
+    return 0;
+}
