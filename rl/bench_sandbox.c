@@ -11,6 +11,7 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -49,7 +50,19 @@ static void *spawn_loop(void *arg) {
     return NULL;
 }
 
-static double plain_rate(const char *python, int nthreads, double seconds) {
+/* CPU seconds (user + system) of this process and its reaped children: the sandbox's
+ * supervisor threads, its processes and the programs (tier 2's init reaps its tree, tier
+ * 1's pid 1 is the program), or the plain spawns. Less sensitive to other load on the
+ * machine than executions per second; kernel workers (namespace teardown) are not in it. */
+static double cpu_used(void) {
+    struct rusage a, b;
+    getrusage(RUSAGE_SELF, &a);
+    getrusage(RUSAGE_CHILDREN, &b);
+    return a.ru_utime.tv_sec + a.ru_stime.tv_sec + b.ru_utime.tv_sec + b.ru_stime.tv_sec +
+           (a.ru_utime.tv_usec + a.ru_stime.tv_usec + b.ru_utime.tv_usec + b.ru_stime.tv_usec) * 1e-6;
+}
+
+static double plain_rate(const char *python, int nthreads, double seconds, long *nruns) {
     Spawner sp[64];
     pthread_t th[64];
     double t0 = clock_now();
@@ -64,12 +77,14 @@ static double plain_rate(const char *python, int nthreads, double seconds) {
         fails += sp[i].failures;
     }
     if (fails) fprintf(stderr, "bench sandbox: %ld plain spawns failed\n", fails);
+    *nruns += runs;
     return runs / (clock_now() - t0);
 }
 
 /* Runs batches of `cfg` through the pool for `seconds`; returns executions per second
  * and the number whose check failed in *bad. */
-static double pool_rate(SandboxPool *pool, const SandboxConfig *cfg, double seconds, const char *nonce, long *bad) {
+static double pool_rate(SandboxPool *pool, const SandboxConfig *cfg, double seconds, const char *nonce, long *bad,
+                        long *nruns) {
     int batch = 4 * sandbox_pool_slots(pool);
     SandboxConfig cfgs[256];
     SandboxResult res[256];
@@ -92,6 +107,7 @@ static double pool_rate(SandboxPool *pool, const SandboxConfig *cfg, double seco
         }
         runs += batch;
     }
+    *nruns += runs;
     return runs / (clock_now() - t0);
 }
 
@@ -135,6 +151,8 @@ int bench_sandbox(int argc, char **argv) {
         {"--tier", "T", "auto", "isolation tier: auto, 1 or 2", NULL},
         {"--humaneval", "FILE", "../shared/data/humaneval.jsonl", "HumanEval JSONL for the per-problem rate", NULL},
         {"--problem", "I", "0", "which HumanEval problem (line index)", NULL},
+        {"--cgroup", "DIR", "", "cgroup v2 root for per-run cgroups: a delegated directory, auto or off "
+                                "(empty = $GRPO_SANDBOX_CGROUP, else auto)", NULL},
         {0},
     };
     CliSpec spec = {"grpo bench sandbox [options]",
@@ -157,6 +175,8 @@ int bench_sandbox(int argc, char **argv) {
     }
     const char *tier_s = cli_str(&spec, "--tier");
     int tier = !strcmp(tier_s, "1") ? 1 : !strcmp(tier_s, "2") ? 2 : 0;
+    const char *cgroot = cli_str(&spec, "--cgroup");
+    if (cgroot[0]) setenv("GRPO_SANDBOX_CGROUP", cgroot, 1);  // read by the probe, once
     const char *python = sandbox_tool_path(SANDBOX_PYTHON);
     if (!python) {
         fprintf(stderr, "grpo bench sandbox: no python3 found\n");
@@ -172,27 +192,34 @@ int bench_sandbox(int argc, char **argv) {
     SandboxConfig cfg = {.lang = SANDBOX_PYTHON, .code = "pass\n", .timeout_s = 10, .memory_mb = 512, .tier = tier};
     SandboxResult one;
     sandbox_run(&cfg, &one, NULL);
-    const char *iso = one.isolation ? one.isolation : "?";
+    const char *iso = one.isolation ? one.isolation : "?", *cg = one.cgroup ? one.cgroup : "none";
     sandbox_result_free(&one);
     // Interleave short windows of both, so that load from other processes drifting over
     // the run hits both sides alike.
     enum { ROUNDS = 6 };
-    double plain = 0, boxed = 0;
-    long bad = 0, b;
+    double plain = 0, boxed = 0, plain_cpu = 0, boxed_cpu = 0;
+    long bad = 0, b, plain_n = 0, boxed_n = 0, n_ignored = 0;
     for (int r = 0; r < ROUNDS; r++) {
-        plain += plain_rate(python, (int)slots, seconds / ROUNDS) / ROUNDS;
-        boxed += pool_rate(pool, &cfg, seconds / ROUNDS, NULL, &b) / ROUNDS;
+        double c0 = cpu_used();
+        plain += plain_rate(python, (int)slots, seconds / ROUNDS, &plain_n) / ROUNDS;
+        double c1 = cpu_used();
+        boxed += pool_rate(pool, &cfg, seconds / ROUNDS, NULL, &b, &boxed_n) / ROUNDS;
+        boxed_cpu += cpu_used() - c1;
+        plain_cpu += c1 - c0;
         bad += b;
     }
-    printf("plain   %-40s %8.1f exec/s  (%ld threads)\n", "python3 -I -S -c pass", plain, slots);
-    printf("sandbox %-40s %8.1f exec/s  (%ld slots, isolation %s, %ld not ok)\n", "trivial program", boxed, slots, iso, bad);
-    printf("ratio   sandbox / plain                          %8.2f\n", plain > 0 ? boxed / plain : 0);
+    double pc = plain_n ? plain_cpu * 1e3 / plain_n : 0, bc = boxed_n ? boxed_cpu * 1e3 / boxed_n : 0;
+    printf("plain   %-40s %8.1f exec/s  (%ld threads; %.2f ms CPU per exec)\n", "python3 -I -S -c pass", plain, slots, pc);
+    printf("sandbox %-40s %8.1f exec/s  (%ld slots, isolation %s, cgroup %s, %ld not ok; %.2f ms CPU per exec)\n",
+           "trivial program", boxed, slots, iso, cg, bad, bc);
+    printf("ratio   sandbox / plain                          %8.2f  (by CPU per exec: %.2f)\n",
+           plain > 0 ? boxed / plain : 0, bc > 0 ? pc / bc : 0);
     char nonce[33], task[64] = "";
     char *prog = humaneval_program(cli_str(&spec, "--humaneval"), (int)problem, nonce, task, sizeof task);
     if (prog) {
         SandboxConfig he = cfg;
         he.code = prog;
-        double r = pool_rate(pool, &he, seconds, nonce, &bad);
+        double r = pool_rate(pool, &he, seconds, nonce, &bad, &n_ignored);
         printf("sandbox %-40s %8.1f exec/s  (%ld failed the nonce check)\n", task, r, bad);
         free(prog);
     } else {
@@ -203,7 +230,7 @@ int bench_sandbox(int argc, char **argv) {
     if (!warm || sandbox_pool_use_zygotes(warm, cfg.memory_mb, &err) < 0) {
         printf("zygote  skipped: %s\n", err.msg);
     } else {
-        double zr = pool_rate(warm, &cfg, seconds, NULL, &bad);
+        double zr = pool_rate(warm, &cfg, seconds, NULL, &bad, &n_ignored);
         printf("zygote  %-40s %8.1f exec/s  (%ld warm interpreters, %ld not ok)\n", "trivial program", zr, slots, bad);
         printf("ratio   zygote / plain                           %8.2f\n", plain > 0 ? zr / plain : 0);
         char znonce[33];
@@ -211,7 +238,7 @@ int bench_sandbox(int argc, char **argv) {
         if (zprog) {
             SandboxConfig he = cfg;
             he.code = zprog;
-            double r = pool_rate(warm, &he, seconds, znonce, &bad);
+            double r = pool_rate(warm, &he, seconds, znonce, &bad, &n_ignored);
             printf("zygote  %-40s %8.1f exec/s  (%ld failed the nonce check)\n", task, r, bad);
             free(zprog);
         }

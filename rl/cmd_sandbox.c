@@ -2,7 +2,8 @@
  *
  * run: executes FILE in the sandbox and prints one JSON object (DESIGN.md §5):
  * status, exit_code, stdout, stderr (both capped, invalid UTF-8 replaced by U+FFFD),
- * wall_ms, cpu_ms, isolation, plus signal, message and the truncation flags.
+ * wall_ms, cpu_ms, isolation, plus cgroup ("v2" or "none"), signal, message and the
+ * truncation flags.
  * Exit code 0 when the program ran (whatever its status), 1 on sandbox_error,
  * 2 on bad usage or unreadable files. probe: prints what the tier probe found. */
 #include <errno.h>
@@ -76,6 +77,7 @@ static void print_result(const SandboxResult *r) {
     cJSON_AddNumberToObject(o, "wall_ms", (double)r->wall_ms);
     cJSON_AddNumberToObject(o, "cpu_ms", (double)r->cpu_ms);
     cJSON_AddStringToObject(o, "isolation", r->isolation ? r->isolation : "");
+    cJSON_AddStringToObject(o, "cgroup", r->cgroup ? r->cgroup : "none");
     cJSON_AddNumberToObject(o, "signal", r->signal);
     cJSON_AddBoolToObject(o, "stdout_truncated", r->out_truncated);
     cJSON_AddBoolToObject(o, "stderr_truncated", r->err_truncated);
@@ -94,6 +96,8 @@ static int sandbox_cmd_run(int argc, char **argv) {
         {"--stdin", "FILE", "", "file fed to the program's stdin; empty = no input", NULL},
         {"--output-cap", "BYTES", "1048576", "bytes kept per stream; more ends the run as output_limit", NULL},
         {"--tier", "T", "auto", "isolation tier: auto, 1 (namespaces) or 2 (seccomp, no namespaces)", NULL},
+        {"--cgroup", "DIR", "", "cgroup v2 root for per-run cgroups: a delegated directory, auto or off "
+                                "(empty = $GRPO_SANDBOX_CGROUP, else auto)", NULL},
         {0},
     };
     CliSpec spec = {"grpo sandbox run [options] FILE [ARG...]",
@@ -128,6 +132,8 @@ static int sandbox_cmd_run(int argc, char **argv) {
         fprintf(stderr, "grpo sandbox: --tier: '%s' is not auto, 1 or 2\n", tier);
         return 2;
     }
+    const char *cgroot = cli_str(&spec, "--cgroup");
+    if (cgroot[0]) setenv("GRPO_SANDBOX_CGROUP", cgroot, 1);  // read by the probe, once
     size_t code_len, in_len = 0;
     char *code = slurp(pos[0], &code_len), *in = NULL;
     if (!code) return 2;

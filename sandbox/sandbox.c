@@ -11,13 +11,16 @@
 #define _GNU_SOURCE
 #include "sandbox.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +32,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sandbox_cgroup.h"
 #include "sandbox_impl.h"
 
-enum { NS_INNER_UID = 1000, MAX_INPUT = 64 << 20, MAX_ARGS_BYTES = 128 << 10 };
+enum { NS_INNER_UID = 1000, MAX_INPUT_BYTES = 64 << 20, MAX_ARGS_BYTES = 128 << 10 };
 
 static const char *const status_names[] = {"ok", "runtime_error", "timeout", "memory",
                                            "output_limit", "killed", "sandbox_error"};
@@ -87,7 +91,7 @@ int sandbox_check_config(const SandboxConfig *c, Err *err) {
         if (c->files[i].len && !c->files[i].data) return err_set(err, ERR_INPUT, "sandbox: config.files[%d].data is NULL", i);
         total += c->files[i].len;
     }
-    if (total > MAX_INPUT) return err_set(err, ERR_INPUT, "sandbox: code + stdin + files are %zu bytes, more than %d", total, MAX_INPUT);
+    if (total > MAX_INPUT_BYTES) return err_set(err, ERR_INPUT, "sandbox: code + stdin + files are %zu bytes, more than %d", total, MAX_INPUT_BYTES);
     if (c->stdin_len && !c->stdin_data) return err_set(err, ERR_INPUT, "sandbox: config.stdin_data is NULL");
     if (c->timeout_s < 0 || c->timeout_s > 3600 || isnan(c->timeout_s))
         return err_set(err, ERR_INPUT, "sandbox: config.timeout_s %g outside 0..3600", c->timeout_s);
@@ -133,6 +137,48 @@ int sandbox_capture_read(Capture *c) {
 
 /* ---- the tier 2 work dir ---- */
 
+/* Where tier 2 and the fork server make their work dirs: $GRPO_SANDBOX_TMPDIR when it is an
+ * absolute path to a directory (at most 200 bytes), else /tmp. A tmpfs there saves the
+ * per-run cost of a disk file system's mkdir/rmdir (milliseconds of wall time on this VM's
+ * ext4 with online discard), at the price of RAM for what programs write (each file is
+ * capped at 64 MiB; with a cgroup memory.max, tmpfs pages count against the run's limit). */
+static char tmp_base[256] = "/tmp";
+static pthread_once_t tmp_once = PTHREAD_ONCE_INIT;
+
+/* Work dirs are named grpo-sandbox-<pid>-XXXXXX (grpo-zygote-... for the fork server). A
+ * supervisor that was killed cannot remove its own, so the first run of a later process
+ * removes those whose process is gone and that have not changed for 10 minutes (no run
+ * lasts that long; the age also guards against a pid of another pid namespace that shares
+ * this directory). */
+static void tmp_sweep(void) {
+    DIR *d = opendir(tmp_base);
+    time_t now = time(NULL);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        int pid;
+        char kind[16], path[512];
+        struct stat st;
+        if (sscanf(e->d_name, "grpo-%15[a-z]-%d-", kind, &pid) != 2 || (strcmp(kind, "sandbox") && strcmp(kind, "zygote")))
+            continue;
+        if (pid <= 0 || pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH) continue;
+        snprintf(path, sizeof path, "%s/%s", tmp_base, e->d_name);
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && now - st.st_mtime > 600) sandbox_remove_tree(path);
+    }
+    if (d) closedir(d);
+}
+
+static void tmp_base_init(void) {
+    const char *e = getenv("GRPO_SANDBOX_TMPDIR");
+    struct stat st;
+    if (e && e[0] == '/' && strlen(e) <= 200 && stat(e, &st) == 0 && S_ISDIR(st.st_mode))
+        snprintf(tmp_base, sizeof tmp_base, "%s", e);
+    tmp_sweep();
+}
+
+const char *sandbox_tmp_base(void) {
+    pthread_once(&tmp_once, tmp_base_init);
+    return tmp_base;
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
     if (flag == FTW_DP || flag == FTW_D) return rmdir(path) < 0 ? 0 : 0;
     unlink(path);
@@ -166,18 +212,111 @@ static int write_maps(pid_t pid, int slot) {
     return write_proc(pid, "gid_map", map);
 }
 
-pid_t sandbox_start_child(ChildPlan *plan, int slot, int *sync_w) {
-    if (plan->tier == SANDBOX_TIER_SECCOMP) {
-        pid_t pid = fork();
-        if (pid == 0) sandbox_child_main(plan);
-        return pid;
+/* Tier 1's network namespace: one empty namespace per slot, made on the slot's first run
+ * and entered by each later run's clone (the cloning thread switches into it around the
+ * clone), instead of a new one per run: creating and tearing down a network namespace
+ * (loopback registration, sysctl tables, the cleanup_net worker) cost more CPU than all
+ * the rest of the set-up. Runs of a slot never overlap and each run's processes are gone
+ * when it ends, so nothing (an abstract unix socket, say) passes from run to run; the
+ * loopback stays down (the runs' user namespaces hold no capability over the namespace).
+ * Returns the namespace fd, or -1 (then each run gets its own, as before). */
+static pthread_mutex_t netns_mu = PTHREAD_MUTEX_INITIALIZER;
+static int slot_netns[SANDBOX_MAX_SLOTS];  /* fd + 1; 0: not made yet */
+static int netns_broken;                   /* making one failed: do not retry */
+static pid_t netns_owner;                  /* a forked copy of the supervisor makes its own */
+
+static int slot_netns_get(int slot, int back) {
+    pthread_mutex_lock(&netns_mu);
+    if (netns_owner != getpid()) {
+        for (int i = 0; i < SANDBOX_MAX_SLOTS; i++)
+            if (slot_netns[i] > 0) close(slot_netns[i] - 1);
+        memset(slot_netns, 0, sizeof slot_netns);
+        netns_owner = getpid();
+    }
+    int fd = slot_netns[slot] - 1;
+    if (fd < 0 && !netns_broken) {
+        if (unshare(CLONE_NEWNET) == 0) {
+            fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+            if (setns(back, CLONE_NEWNET) < 0) {  // cannot happen to a root that just left it
+                if (fd >= 0) close(fd);
+                fd = -1;
+            }
+        }
+        if (fd < 0) netns_broken = 1;
+        slot_netns[slot] = fd + 1;
+    }
+    pthread_mutex_unlock(&netns_mu);
+    return fd;
+}
+
+/* clone3's arguments up to `cgroup` (CLONE_ARGS_SIZE_VER2), spelled out here because
+ * <linux/sched.h> clashes with <sched.h> on some systems. */
+typedef struct Clone3Args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+} Clone3Args;
+#define GRPO_CLONE_INTO_CGROUP 0x200000000ULL
+
+/* A child as by fork (plus namespace `flags`), born inside the cgroup `cgdir` when that is
+ * >= 0: clone3 CLONE_INTO_CGROUP (kernel >= 5.7). Moving a process into a cgroup after
+ * the fact takes the cgroup threadgroup lock for writing, which waits for an RCU grace
+ * period: milliseconds of latency per run. Without clone3 (ENOSYS, or a seccomp profile
+ * refusing it) *placed stays 0 and the caller moves the child. Raw clone, like tier 1
+ * always did: the child runs async-signal-safe code only, so glibc's fork handlers are not
+ * needed. Returns the pid, 0 in the child, -1 with errno. */
+static pid_t clone_child(long flags, int cgdir, int *placed) {
+    *placed = 0;
+    if (cgdir >= 0) {
+        Clone3Args a = {.flags = (uint64_t)flags | GRPO_CLONE_INTO_CGROUP, .exit_signal = SIGCHLD, .cgroup = (uint64_t)cgdir};
+        pid_t pid = (pid_t)syscall(SYS_clone3, &a, sizeof a);
+        if (pid >= 0) {
+            *placed = 1;
+            return pid;
+        }
     }
     // Raw clone without a new stack behaves like fork; glibc's clone() wrapper needs one.
-    long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
-    pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+    return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+}
+
+/* clone into tier 1's namespaces; the slot's network namespace when it has one. */
+static pid_t clone_tier1(int slot, int cgdir, int *placed) {
+    long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+    int back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int net = back >= 0 ? slot_netns_get(slot, back) : -1;
+    if (net < 0 || setns(net, CLONE_NEWNET) < 0) {
+        flags |= CLONE_NEWNET;
+        net = -1;
+    }
+    pid_t pid = clone_child(flags, cgdir, placed);
+    if (pid == 0) return 0;
+    int e = errno;
+    if (net >= 0 && setns(back, CLONE_NEWNET) < 0) {
+        // This thread would be left in the sandbox's empty namespace: refuse to go on.
+        if (pid > 0) kill(pid, SIGKILL), waitpid(pid, NULL, 0);
+        pid = -1;
+        e = EPERM;
+    }
+    if (back >= 0) close(back);
+    errno = e;
+    return pid;
+}
+
+pid_t sandbox_start_child(ChildPlan *plan, int slot, int *sync_w) {
+    int placed;
+    if (plan->tier == SANDBOX_TIER_SECCOMP) {
+        pid_t pid = clone_child(0, plan->cgroup_dir, &placed);
+        if (pid == 0) {
+            if (placed) plan->cgroup_fd = -1;  // (our copy of the plan) already in the cgroup
+            sandbox_child_main(plan);
+        }
+        return pid;
+    }
+    pid_t pid = clone_tier1(slot, plan->cgroup_dir, &placed);
     if (pid == 0) sandbox_child_main(plan);
     if (pid < 0) return -1;
     int rc = write_maps(pid, slot);
+    // Into the run's cgroup before it runs anything, unless clone3 put it there: the child
+    // cannot move itself from inside its user namespace (the files belong to our uid).
+    if (rc == 0 && !placed && plan->cgroup_fd >= 0 && dprintf(plan->cgroup_fd, "%d", (int)pid) < 0) rc = -1;
     int e = errno;
     if (rc == 0 && write(*sync_w, "x", 1) != 1) rc = -1;
     close(*sync_w);
@@ -200,6 +339,7 @@ int sandbox_plan_build(ChildPlan *plan, const SandboxConfig *cfg, int tier, cons
     plan->workdir = workdir;
     plan->parent_pid = getpid();
     plan->extra_fd = -1;
+    plan->cgroup_fd = plan->cgroup_dir = -1;
     snprintf(plan->newroot, sizeof plan->newroot, "/tmp");
     long mem = cfg->memory_mb ? cfg->memory_mb : 1024;
     double timeout = cfg->timeout_s > 0 ? cfg->timeout_s : 10.0;
@@ -313,8 +453,8 @@ static int child_exited(pid_t pid) {
 
 /* Reads stdout/stderr until the child exits (then drains what is left), the wall clock
  * runs out, or a stream goes over the cap. Returns the wait status. */
-static int supervise(pid_t pid, int tier, Capture cap[2], double deadline, int *timed_out, int *over,
-                     struct rusage *ru) {
+static int supervise(pid_t pid, int tier, const SandboxCgroup *cg, Capture cap[2], double deadline, int *timed_out,
+                     int *over, struct rusage *ru) {
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     int open_streams = 2, done = 0, kill_sent = 0, wstatus = 0;
     double drain_until = 0, hard_kill_at = 0;
@@ -328,6 +468,9 @@ static int supervise(pid_t pid, int tier, Capture cap[2], double deadline, int *
         }
         if (!done && kill_sent && t >= hard_kill_at) {
             kill(pid, SIGKILL);  // the init did not finish in time
+            // Everything at once. Not earlier: tier 2's init must outlive its tree to reap
+            // it (killed first, its orphans would go to the host's init as zombies).
+            if (cg) sandbox_cgroup_kill(cg);
             hard_kill_at = t + 3600;
         }
         if (done && (open_streams == 0 || t >= drain_until)) break;
@@ -346,7 +489,11 @@ static int supervise(pid_t pid, int tier, Capture cap[2], double deadline, int *
             if (!sandbox_capture_read(&cap[i])) { close(cap[i].fd); cap[i].fd = -1; open_streams--; }
             if (cap[i].over && !*over) {
                 *over = 1;
-                if (!done && !kill_sent) { send_kill(pid, tier); kill_sent = 1; hard_kill_at = sandbox_now_s() + 1.0; }
+                if (!done && !kill_sent) {
+                    send_kill(pid, tier);
+                    kill_sent = 1;
+                    hard_kill_at = sandbox_now_s() + 1.0;
+                }
             }
         }
         if (!done && ((pid_at >= 0 && (pf[pid_at].revents & POLLIN)) || pidfd < 0) && child_exited(pid)) {
@@ -366,9 +513,9 @@ static int supervise(pid_t pid, int tier, Capture cap[2], double deadline, int *
 
 /* Tier 2's private work dir, owned by the slot uid when we can switch to it. */
 static int workdir_create(char *dir, size_t n, int slot, SandboxResult *res) {
-    snprintf(dir, n, "/tmp/grpo-sandbox-XXXXXX");
+    snprintf(dir, n, "%s/grpo-sandbox-%d-XXXXXX", sandbox_tmp_base(), (int)getpid());
     if (!mkdtemp(dir)) {
-        snprintf(res->message, sizeof res->message, "mkdtemp under /tmp: %s", strerror(errno));
+        snprintf(res->message, sizeof res->message, "mkdtemp under %s: %s", sandbox_tmp_base(), strerror(errno));
         return -1;
     }
     uid_t u = sandbox_slot_uid_inner(slot, 1);
@@ -473,9 +620,45 @@ static pid_t launch(ChildPlan *plan, const SandboxConfig *cfg, int outp[2], int 
     return pid;
 }
 
+/* The run's cgroup (sandbox_cgroup.h): memory.max = the memory limit (C: at least the
+ * compiler's 1 GiB), pids.max = the process limit + 1 (tier 2's init). Where memory.max
+ * applies, it is the limit that ends a program (the kernel's OOM killer, reported as
+ * `memory`), and RLIMIT_AS is doubled to a backstop against huge untouched reservations:
+ * under RLIMIT_AS alone Python gets a catchable MemoryError instead. 0, or -1 with
+ * res->message set. */
+static int cgroup_prepare(SandboxCgroup *cg, ChildPlan *plan, SandboxResult *res) {
+    long mem = plan->memory_mb;
+    if (plan->cc_argv[0] && mem < 1024) mem = 1024;
+    Err e = {0};
+    if (sandbox_cgroup_create(cg, plan->cfg->slot, mem, plan->nproc + 1, &e) < 0) {
+        snprintf(res->message, sizeof res->message, "%s", e.msg);
+        return -1;
+    }
+    if (sandbox_cgroup_info()->features & SANDBOX_CG_MEMORY) plan->memory_mb *= 2;
+    plan->cgroup_fd = cg->procs_fd;
+    plan->cgroup_dir = cg->dir_fd;
+    return 0;
+}
+
+/* Ends what is left in the cgroup and removes it; an OOM kill there makes a failed run
+ * a `memory` one. */
+static void cgroup_finish(SandboxCgroup *cg, SandboxResult *res) {
+    long oom = 0;
+    Err e = {0};
+    if (sandbox_cgroup_destroy(cg, &oom, &e) < 0 && res->status != SANDBOX_ERROR) {
+        res->status = SANDBOX_ERROR;  // something of the run could not be ended
+        snprintf(res->message, sizeof res->message, "%s", e.msg);
+    }
+    if (oom > 0 && (res->status == SANDBOX_KILLED || res->status == SANDBOX_RUNTIME_ERROR)) {
+        res->status = SANDBOX_MEMORY;
+        snprintf(res->message, sizeof res->message, "memory limit reached (cgroup memory.max: %ld process%s OOM-killed)",
+                 oom, oom == 1 ? "" : "es");
+    }
+}
+
 /* One run at a validated config and a chosen tier; always fills res. */
 static void run_tier(const SandboxConfig *cfg, int tier, SandboxResult *res) {
-    char workdir[64] = "/work";
+    char workdir[320] = "/work";
     res->status = SANDBOX_ERROR;  // until the run gets far enough to be classified
     if (tier == SANDBOX_TIER_SECCOMP && workdir_create(workdir, sizeof workdir, cfg->slot, res) < 0) return;
     ChildPlan plan;
@@ -483,14 +666,18 @@ static void run_tier(const SandboxConfig *cfg, int tier, SandboxResult *res) {
     int outp[2] = {-1, -1}, errp[2] = {-1, -1}, stp[2] = {-1, -1};
     double t0 = sandbox_now_s();
     pid_t pid = -1;
-    if (plan_prepare(&plan, &env, cfg, tier, workdir, res) == 0) pid = launch(&plan, cfg, outp, errp, stp, res);
+    SandboxCgroup cg = {-1, -1, -1, ""};
+    int use_cg = sandbox_cgroup_info()->usable;
+    res->cgroup = use_cg ? "v2" : "none";
+    if (plan_prepare(&plan, &env, cfg, tier, workdir, res) == 0 && (!use_cg || cgroup_prepare(&cg, &plan, res) == 0))
+        pid = launch(&plan, cfg, outp, errp, stp, res);
     if (pid > 0) {
         size_t capn = cfg->output_cap ? cfg->output_cap : (1u << 20);
         Capture cap[2] = {{outp[0], NULL, 0, capn, 0}, {errp[0], NULL, 0, capn, 0}};
         double timeout = cfg->timeout_s > 0 ? cfg->timeout_s : 10.0;
         int timed_out = 0, over = 0;
         struct rusage ru = {0};
-        int wstatus = supervise(pid, tier, cap, t0 + timeout, &timed_out, &over, &ru);
+        int wstatus = supervise(pid, tier, use_cg ? &cg : NULL, cap, t0 + timeout, &timed_out, &over, &ru);
         res->wall_ms = (long)((sandbox_now_s() - t0) * 1000);
         res->cpu_ms = ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 + ru.ru_stime.tv_sec * 1000 +
                       ru.ru_stime.tv_usec / 1000;
@@ -502,6 +689,7 @@ static void run_tier(const SandboxConfig *cfg, int tier, SandboxResult *res) {
         sandbox_classify(res, wstatus, timed_out, over, have ? &rep : NULL);
         sandbox_result_over(res, cap);
     }
+    if (use_cg) cgroup_finish(&cg, res);
     if (tier == SANDBOX_TIER_SECCOMP) sandbox_remove_tree(workdir);
 }
 
@@ -516,6 +704,7 @@ int sandbox_run(const SandboxConfig *cfg, SandboxResult *res, Err *err) {
     int best = sandbox_probe();
     int tier = cfg->tier ? cfg->tier : best;
     res->isolation = tier == SANDBOX_TIER_NAMESPACES ? "namespaces" : "seccomp";
+    res->cgroup = "none";
     if (best < 0 || (tier == SANDBOX_TIER_NAMESPACES && best != SANDBOX_TIER_NAMESPACES)) {
         res->status = SANDBOX_ERROR;
         snprintf(res->message, sizeof res->message, "tier %d is not available here: %s", tier, sandbox_probe_report());

@@ -14,7 +14,9 @@
  *
  * Both tiers: a distinct unprivileged uid per slot (when the caller is root), a clean
  * environment, die-with-parent, a wall-clock limit that kills the whole tree, and
- * stdout/stderr capped while the pipes are read. See docs/sandbox.md.
+ * stdout/stderr capped while the pipes are read; where a writable cgroup v2 hierarchy
+ * exists, a cgroup per run (sandbox_cgroup.h: memory.max, pids.max, cgroup.kill). See
+ * docs/sandbox.md.
  *
  * This module does not judge outputs: sandbox_cases.h compares outputs and runs
  * HumanEval-style assert programs; sandbox_pool.h runs many configs in parallel;
@@ -75,6 +77,7 @@ typedef struct SandboxResult {
     int out_truncated, err_truncated;
     long wall_ms, cpu_ms;       /* wall clock of the whole run; user+sys CPU of the program */
     const char *isolation;      /* static string naming the tier that ran, e.g. "namespaces" */
+    const char *cgroup;         /* "v2" when the run had its own cgroup (sandbox_cgroup.h), else "none" */
     char message[256];          /* why, for TIMEOUT/MEMORY/OUTPUT_LIMIT/KILLED/ERROR; "" otherwise */
 } SandboxResult;
 

@@ -7,7 +7,7 @@
  * For C, the child first forks the compiler under the same limits and waits for it.
  *
  * Only async-signal-safe calls are used (the supervisor may be multithreaded): no
- * malloc, no stdio. Tier 1 starts from a raw clone, which skips glibc's fork handlers,
+ * malloc, no stdio. Both tiers start from a raw clone, which skips glibc's fork handlers,
  * so glibc's view of the threads is stale there: credentials change through raw
  * syscalls (glibc's setresuid would try to signal the parent's other threads and hang)
  * and further children come from raw_fork, not fork().
@@ -310,7 +310,7 @@ static void run_init(const ChildPlan *p) {
     sigemptyset(&set);
     sigaddset(&set, sig);
     sigprocmask(SIG_UNBLOCK, &set, NULL);
-    raise(sig);
+    kill(getpid(), sig);  // not raise(): after a raw clone glibc's idea of our thread id is stale
     _exit(128 + sig);
 }
 
@@ -326,6 +326,9 @@ void sandbox_child_main(const ChildPlan *p) {
         if (setsid() < 0) die(p, "setsid");  // pid 1 of the namespace: its death ends the tree
     } else {
         if (getppid() != p->parent_pid) _exit(127);  // the parent died before PDEATHSIG was armed
+        // Join the run's cgroup first, so the program and all it starts are in it (-1 when
+        // clone3 already started us there, or when there is none).
+        if (p->cgroup_fd >= 0 && write(p->cgroup_fd, "0", 1) != 1) die(p, "joining the run's cgroup");
         run_init(p);
     }
     if (p->stdin_fd < 3 || p->out_fd < 3 || p->err_fd < 3) die(p, "pipe fds below 3");

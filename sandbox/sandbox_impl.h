@@ -47,6 +47,8 @@ typedef struct ChildPlan {
     int extra_fd;                       /* becomes fd 3 when >= 0 (the zygote's socket) */
     int status_fd;                      /* CLOEXEC pipe: setup errors written here */
     int sync_fd;                        /* tier 1: read end; parent writes once maps are set */
+    int cgroup_fd;                      /* the run cgroup's cgroup.procs (write "0" to join); -1: none */
+    int cgroup_dir;                     /* the run cgroup's directory (clone3 CLONE_INTO_CGROUP); -1: none */
     struct sock_fprog filter;
     int landlock_abi;
     long memory_mb, cpu_s, fsize_mb, nproc, nofile;
@@ -67,10 +69,13 @@ typedef struct ChildReport {
 
 /* Python is started as `python3 -E -s -S -B -c SANDBOX_PY_BOOT ARGS`: -S skips site (and
  * its start-up cost), so the bootstrap restores exit()/quit() (site defines them and model
- * code uses them), then runs main.py as __main__ with tracebacks naming main.py. */
+ * code uses them), then runs main.py as __main__. It uses exec(source), not
+ * exec(compile(source, 'main.py', ...)): CPython's compile() builds its AST types on first
+ * use, which costs about 1 ms per run (15% of a trivial run); the price is that traceback
+ * frames of main.py are named "<string>" (line numbers are main.py's). */
 #define SANDBOX_PY_BOOT                                                                  \
     "import sys,builtins;builtins.exit=builtins.quit=sys.exit;sys.argv[0]='main.py';"  \
-    "__file__='main.py';del builtins;exec(compile(open('main.py','rb').read(),'main.py','exec'))"
+    "__file__='main.py';del builtins;exec(open('main.py','rb').read())"
 
 /* ---- supervisor helpers shared by sandbox.c and sandbox_zygote.c ---- */
 
@@ -84,6 +89,8 @@ typedef struct Capture {
 typedef struct SandboxEnv { char home[320], tmp[320]; } SandboxEnv;
 
 double sandbox_now_s(void);
+/* Base directory of tier 2's and the zygote's work dirs ($GRPO_SANDBOX_TMPDIR or /tmp). */
+const char *sandbox_tmp_base(void);
 int sandbox_check_config(const SandboxConfig *c, Err *err);
 /* Sets res->status/exit_code/signal/message from a wait status (-1: lost), the kill reason
  * and the child's setup report (NULL if none); res->err must already hold stderr. */

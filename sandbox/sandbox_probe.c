@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sandbox_cgroup.h"
 #include "sandbox_impl.h"
 
 static pthread_once_t tools_once = PTHREAD_ONCE_INIT;
@@ -105,7 +106,7 @@ const char *sandbox_tool_prefix(SandboxLang lang) {
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 static int probe_tier = -1;
-static char probe_text[1024];
+static char probe_text[2048];
 
 static void probe_init(void) {
     char why1[400] = "", why2[300] = "";
@@ -133,9 +134,9 @@ static void probe_init(void) {
     probe_tier = tier1 ? SANDBOX_TIER_NAMESPACES : seccomp_ok ? SANDBOX_TIER_SECCOMP : -1;
     const char *py = sandbox_tool_path(SANDBOX_PYTHON), *cc = sandbox_tool_path(SANDBOX_C);
     snprintf(probe_text, sizeof probe_text,
-             "tier 1 (namespaces): %s%s; tier 2 (seccomp): %s%s, Landlock ABI %d; python3: %s; cc: %s; sh: %s",
+             "tier 1 (namespaces): %s%s; tier 2 (seccomp): %s%s, Landlock ABI %d; %s; python3: %s; cc: %s; sh: %s",
              tier1 ? "available" : "unavailable, ", why1, seccomp_ok ? "available" : "unavailable", why2,
-             sandbox_landlock_abi(), py ? py : "(none)", cc ? cc : "(none)",
+             sandbox_landlock_abi(), sandbox_cgroup_info()->report, py ? py : "(none)", cc ? cc : "(none)",
              sandbox_tool_path(SANDBOX_SHELL) ? sandbox_tool_path(SANDBOX_SHELL) : "(none)");
 }
 

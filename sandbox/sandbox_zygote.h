@@ -10,7 +10,8 @@
  *
  * Differences from sandbox_run: Python only; tier 2 only; needs root (the slot uid must
  * be distinct, since kill(-1) ends every process of it); the memory limit is the
- * zygote's (fixed at creation) and there is no per-run RLIMIT_CPU (the wall clock
+ * zygote's (fixed at creation; with cgroup v2, sandbox_cgroup.h, one cgroup holds the
+ * zygote and its runs, so memory.max and pids.max are shared with the zygote) and there is no per-run RLIMIT_CPU (the wall clock
  * still applies); each run starts with the zygote's modules already imported (os, sys,
  * socket, traceback, ctypes, typing, math, collections, itertools, functools, re, heapq,
  * bisect, string) and its hash seed. One run at a time per zygote. */

@@ -131,8 +131,8 @@ static void test_cli(void) {
         CHECK(rc == 0, "cli tier %d: exit %d", tier, rc);
         cJSON *o = cJSON_Parse(out);
         CHECK(o != NULL, "cli tier %d: not JSON: %s", tier, out);
-        const char *keys[] = {"status", "exit_code", "stdout", "stderr", "wall_ms", "cpu_ms", "isolation"};
-        for (int i = 0; o && i < 7; i++)
+        const char *keys[] = {"status", "exit_code", "stdout", "stderr", "wall_ms", "cpu_ms", "isolation", "cgroup"};
+        for (int i = 0; o && i < 8; i++)
             CHECK(cJSON_GetObjectItemCaseSensitive(o, keys[i]) != NULL, "cli: missing '%s'", keys[i]);
         if (o) {
             CHECK(!strcmp(cJSON_GetObjectItem(o, "status")->valuestring, "runtime_error"), "cli: status");
@@ -141,6 +141,8 @@ static void test_cli(void) {
                   cJSON_GetObjectItem(o, "stdout")->valuestring);
             CHECK(!strcmp(cJSON_GetObjectItem(o, "isolation")->valuestring, tier == 1 ? "namespaces" : "seccomp+landlock") ||
                   (tier == 2 && !strcmp(cJSON_GetObjectItem(o, "isolation")->valuestring, "seccomp")), "cli: isolation");
+            const char *cg = cJSON_GetObjectItem(o, "cgroup") ? cJSON_GetObjectItem(o, "cgroup")->valuestring : "";
+            CHECK(cg && (!strcmp(cg, "v2") || !strcmp(cg, "none")), "cli: cgroup '%s'", cg ? cg : "(null)");
             // Python writes U+00FF as UTF-8; the JSON must stay valid UTF-8 whatever the bytes.
             CHECK(strstr(cJSON_GetObjectItem(o, "stderr")->valuestring, "\xc3\xbf") != NULL, "cli: stderr");
         }
