@@ -109,6 +109,25 @@ typedef struct Batch {
     const int *len;       /* [B] or NULL */
 } Batch;
 
+/* A packed batch: the tokens of several sequences in one flat stream, no
+ * padding (docs/model.md, "Packed batches"). Segment s holds the tokens
+ * ids[start .. start+len-1]. A root segment (prefix = -1) is an ordinary
+ * causal sequence at positions 0..len-1. A segment with prefix = r (a root
+ * placed before it) attends to all of r's tokens and then causally to its
+ * own, at positions r.len .. r.len+len-1: r is a shared prompt computed once
+ * for every segment that names it. Segments tile [0, ntok) in order. */
+typedef struct PackSeg {
+    int start, len;
+    int prefix;           /* index of the root segment attended first, or -1 */
+} PackSeg;
+
+typedef struct PackedBatch {
+    int ntok, nseg;
+    const int *ids;       /* [ntok] */
+    const int *targets;   /* [ntok] or NULL; -1 where no log-prob is wanted */
+    const PackSeg *seg;   /* [nseg] */
+} PackedBatch;
+
 /* Training forward: per-token log-prob of targets under softmax(logits/temp)
  * and entropy of that distribution; keeps activations for model_backward.
  * logp/entropy are [B*T] (0 where target < 0). */
@@ -116,6 +135,10 @@ int model_forward(Model *m, const Batch *b, float temperature, float *logp, floa
 /* Backward of the last model_forward: dlogp, dentropy [B*T] (dentropy may be NULL).
  * Accumulates into m->grads. */
 void model_backward(Model *m, const Batch *b, const float *dlogp, const float *dentropy);
+/* The same over a packed batch: logp/entropy and dlogp/dentropy are [ntok].
+ * Equal (up to fp32 rounding) to model_forward on the unpacked sequences. */
+int model_forward_packed(Model *m, const PackedBatch *pb, float temperature, float *logp, float *entropy, Err *err);
+void model_backward_packed(Model *m, const PackedBatch *pb, const float *dlogp, const float *dentropy);
 /* Inference forward returning the full logits [B*T, V] (no activations kept). */
 int model_logits(Model *m, const Batch *b, float *logits, Err *err);
 /* MTP: logits [B*T, V] predicting token t+2 from the main hidden state at t and

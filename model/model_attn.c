@@ -4,7 +4,9 @@
  * rotary key k_pe shared by all heads, interleaved-pair RoPE on the rope dims,
  * causal softmax(q·k * scale), o_proj. Probabilities are kept for backward
  * (the CPU reference favours clarity over memory); decoding uses the absorbed
- * form in decode.c. */
+ * form in decode.c. A padded [B, T] batch runs the per-row core here; a
+ * packed one (shared prompt prefixes, no padding) the core in
+ * model_attn_packed.c; projections are shared by both. */
 #include <math.h>
 #include <string.h>
 
@@ -16,7 +18,7 @@ enum { ABLK = 64 }; /* attention row block: columns past the block's last row ar
 
 /* Causal softmax of rows r0..r0+rn-1 of a [T, T] matrix in place: row t keeps
  * columns 0..t and zeroes the rest. */
-static void softmax_causal(float *s, int rn, int r0, int T) {
+void attn_softmax_causal(float *s, int rn, int r0, int T) {
     for (int i = 0; i < rn; i++) {
         int t = r0 + i;
         float *r = s + (long)i * T, mx = -INFINITY;
@@ -32,10 +34,34 @@ static void softmax_causal(float *s, int rn, int r0, int T) {
     }
 }
 
-void attn_fwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, float *out, int B, int T, const float *cs,
+/* Padded core: per (row, head), P = softmax(Q K^T * scale), O = P V. */
+static void attn_core_fwd_padded(const ModelConfig *c, AttnActs *a, int B, int T) {
+    const int nh = c->num_attention_heads;
+    const int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dqk = dn + dr, dv = c->v_head_dim;
+    /* in row blocks that skip the columns the causal mask removes */
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int bh = 0; bh < B * nh; bh++) {
+        int b = bh / nh, h = bh % nh;
+        float *P = a->p + (long)bh * T * T;
+        const float *Q = a->q + (long)b * T * nh * dqk + h * dqk;
+        const float *K = a->k + (long)b * T * nh * dqk + h * dqk;
+        const float *V = a->kvb + (long)b * T * nh * (dn + dv) + h * (dn + dv) + dn;
+        float *O = a->att + (long)b * T * nh * dv + h * dv;
+        for (int r0 = 0; r0 < T; r0 += ABLK) {
+            int rn = T - r0 < ABLK ? T - r0 : ABLK, cols = r0 + rn;
+            gemm(0, 1, rn, cols, dqk, c->softmax_scale, Q + (long)r0 * nh * dqk, nh * dqk, K, nh * dqk, 0.0f,
+                 P + (long)r0 * T, T);
+            attn_softmax_causal(P + (long)r0 * T, rn, r0, T);
+            gemm(0, 0, rn, dv, cols, 1.0f, P + (long)r0 * T, T, V, nh * (dn + dv), 0.0f, O + (long)r0 * nh * dv,
+                 nh * dv);
+        }
+    }
+}
+
+void attn_fwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, float *out, const Layout *lo, const float *cs,
               const float *sn) {
     const ModelConfig *c = &m->cfg;
-    const int N = B * T, H = c->hidden_size, nh = c->num_attention_heads;
+    const int N = lo->N, H = c->hidden_size, nh = c->num_attention_heads;
     const int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dqk = dn + dr, dv = c->v_head_dim;
     const int dc = c->kv_lora_rank, dq = c->q_lora_rank;
     /* queries */
@@ -58,30 +84,13 @@ void attn_fwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, float *ou
             memcpy(k, a->kvb + (long)n * nh * (dn + dv) + h * (dn + dv), dn * sizeof(float));
             memcpy(k + dn, a->kva + (long)n * (dc + dr) + dc, dr * sizeof(float));
         }
-    /* per (sequence, head): P = softmax(Q K^T * scale), O = P V, in row blocks
-     * that skip the columns the causal mask removes */
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int bh = 0; bh < B * nh; bh++) {
-        int b = bh / nh, h = bh % nh;
-        float *P = a->p + (long)bh * T * T;
-        const float *Q = a->q + (long)b * T * nh * dqk + h * dqk;
-        const float *K = a->k + (long)b * T * nh * dqk + h * dqk;
-        const float *V = a->kvb + (long)b * T * nh * (dn + dv) + h * (dn + dv) + dn;
-        float *O = a->att + (long)b * T * nh * dv + h * dv;
-        for (int r0 = 0; r0 < T; r0 += ABLK) {
-            int rn = T - r0 < ABLK ? T - r0 : ABLK, cols = r0 + rn;
-            gemm(0, 1, rn, cols, dqk, c->softmax_scale, Q + (long)r0 * nh * dqk, nh * dqk, K, nh * dqk, 0.0f,
-                 P + (long)r0 * T, T);
-            softmax_causal(P + (long)r0 * T, rn, r0, T);
-            gemm(0, 0, rn, dv, cols, 1.0f, P + (long)r0 * T, T, V, nh * (dn + dv), 0.0f, O + (long)r0 * nh * dv,
-                 nh * dv);
-        }
-    }
+    if (lo->pk) attn_core_fwd_packed(c, a, lo);
+    else attn_core_fwd_padded(c, a, lo->B, lo->T);
     linear_fwd(out, a->att, w->o, N, H, nh * dv, 0);
 }
 
-size_t attn_bwd_scratch(const ModelConfig *c, int B, int T) {
-    const long N = (long)B * T, nh = c->num_attention_heads;
+size_t attn_bwd_scratch(const ModelConfig *c, long N, long np) {
+    const long nh = c->num_attention_heads;
     const long dqk = c->qk_nope_head_dim + c->qk_rope_head_dim, dv = c->v_head_dim;
     const long dc = c->kv_lora_rank, dr = c->qk_rope_head_dim, dq = c->q_lora_rank;
     return N * nh * dv                     /* datt */
@@ -89,29 +98,15 @@ size_t attn_bwd_scratch(const ModelConfig *c, int B, int T) {
            + N * nh * (c->qk_nope_head_dim + dv) /* dkvb */
            + N * (dc + dr) + N * dc        /* dkva, dckv */
            + 2 * N * dq                    /* dqan, dqa */
-           + (long)B * nh * 2 * T * T;     /* dP per (b,h) */
+           + 2 * np;                       /* dP, dS beside each probability block */
 }
 
-void attn_bwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, const float *dout, float *dxn, int B, int T,
-              const float *cs, const float *sn, float *s) {
-    const ModelConfig *c = &m->cfg;
-    const int N = B * T, H = c->hidden_size, nh = c->num_attention_heads;
+/* Padded core backward per (row, head): dQ, dK (k_nope | k_pe) and dV (the
+ * v part of dkvb) from datt. */
+static void attn_core_bwd_padded(const ModelConfig *c, AttnActs *a, int B, int T, const float *datt, float *dQ,
+                                 float *dK, float *dkvb, float *dPall) {
+    const int nh = c->num_attention_heads;
     const int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dqk = dn + dr, dv = c->v_head_dim;
-    const int dc = c->kv_lora_rank, dq = c->q_lora_rank;
-    float *datt = s;                      s += (long)N * nh * dv;
-    float *dQ = s;                        s += (long)N * nh * dqk;
-    float *dK = s;                        s += (long)N * nh * dqk;
-    float *dkvb = s;                      s += (long)N * nh * (dn + dv);
-    float *dkva = s;                      s += (long)N * (dc + dr);
-    float *dckv = s;                      s += (long)N * dc;
-    float *dqan = s;                      s += (long)N * dq;
-    float *dqa = s;                       s += (long)N * dq;
-    float *dPall = s;
-    /* o_proj */
-    memset(datt, 0, sizeof(float) * N * nh * dv);
-    linear_bwd_x(datt, dout, w->o, N, H, nh * dv);
-    linear_bwd_w(grad_of(m, w->o), dout, a->att, N, H, nh * dv);
-    /* attention core per (sequence, head) */
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * nh; bh++) {
         int b = bh / nh, h = bh % nh;
@@ -145,6 +140,29 @@ void attn_bwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, const flo
             gemm(1, 0, cols, dqk, rn, 1.0f, dSb, T, a->q + qo + (long)r0 * nh * dqk, nh * dqk, 1.0f, dKh, nh * dqk);
         }
     }
+}
+
+void attn_bwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, const float *dout, float *dxn, const Layout *lo,
+              const float *cs, const float *sn, float *s) {
+    const ModelConfig *c = &m->cfg;
+    const int N = lo->N, H = c->hidden_size, nh = c->num_attention_heads;
+    const int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dqk = dn + dr, dv = c->v_head_dim;
+    const int dc = c->kv_lora_rank, dq = c->q_lora_rank;
+    float *datt = s;                      s += (long)N * nh * dv;
+    float *dQ = s;                        s += (long)N * nh * dqk;
+    float *dK = s;                        s += (long)N * nh * dqk;
+    float *dkvb = s;                      s += (long)N * nh * (dn + dv);
+    float *dkva = s;                      s += (long)N * (dc + dr);
+    float *dckv = s;                      s += (long)N * dc;
+    float *dqan = s;                      s += (long)N * dq;
+    float *dqa = s;                       s += (long)N * dq;
+    float *dPall = s;
+    /* o_proj */
+    memset(datt, 0, sizeof(float) * N * nh * dv);
+    linear_bwd_x(datt, dout, w->o, N, H, nh * dv);
+    linear_bwd_w(grad_of(m, w->o), dout, a->att, N, H, nh * dv);
+    if (lo->pk) attn_core_bwd_packed(c, a, lo, datt, dQ, dK, dkvb, dPall);
+    else attn_core_bwd_padded(c, a, lo->B, lo->T, datt, dQ, dK, dkvb, dPall);
     /* split dK: k_nope -> dkvb, k_pe summed over heads -> dkva rope part */
     for (int n = 0; n < N; n++) {
         float *dkpe = dkva + (long)n * (dc + dr) + dc;

@@ -5,7 +5,17 @@
 
 #include "model/model.h"
 
-/* Saved activations of one MLA block for N = B*T tokens. */
+/* The token layout of one training forward: a padded batch of B rows of T
+ * tokens (pk NULL), or a packed stream of segments (pk; model.h). */
+typedef struct Layout {
+    int N;                /* tokens: B*T or pk->ntok */
+    int B, T;             /* padded only */
+    const PackedBatch *pk;
+    const long *poff;     /* packed: [nseg] offset of segment s's probabilities
+                           * [n_h, len, plen+len] in AttnActs.p (plen: its prefix's len) */
+} Layout;
+
+/* Saved activations of one MLA block for N tokens. */
 typedef struct AttnActs {
     float *qa;      /* [N, d_q]  q_a_proj output (q-LoRA) */
     float *qa_rstd; /* [N] */
@@ -16,7 +26,7 @@ typedef struct AttnActs {
     float *ckv;     /* [N, d_c]  normalised latent (what the decode cache holds) */
     float *kvb;     /* [N, n_h*(d_n+d_v)]  per head k_nope | v */
     float *k;       /* [N, n_h*(d_n+d_r)]  assembled keys k_nope | k_pe */
-    float *p;       /* [B, n_h, T, T]  softmax probabilities */
+    float *p;       /* softmax probabilities: padded [B, n_h, T, T]; packed per Layout.poff */
     float *att;     /* [N, n_h*d_v]  attention output before o_proj */
 } AttnActs;
 
@@ -48,7 +58,7 @@ typedef struct LayerActs {
 } LayerActs;
 
 struct ModelActs {
-    int B, T;        /* capacity */
+    long capN, capP; /* capacity: tokens, probability floats */
     LayerActs *layer;/* [L] */
     float *xout;     /* [N, H] last layer output */
     float *xfn;      /* [N, H] final-normed hidden */
@@ -58,6 +68,8 @@ struct ModelActs {
     int *pos;        /* [N] positions */
     float *rcos, *rsin; /* [N, d_r/2] rope tables for pos */
     float temperature;
+    long *poff;      /* [cap_seg] Layout.poff of the last packed forward */
+    int cap_seg;
     float *zhead;    /* [head_chunk, V] logits of one chunk of tokens */
     /* backward scratch */
     float *dres, *dxn;           /* [N, H] */
@@ -67,12 +79,24 @@ struct ModelActs {
 
 static inline float *grad_of(const Model *m, const float *p) { return m->grads + (p - m->params); }
 
-/* cs, sn: [B*T, d_r/2] rope tables (rope_table) for the tokens' positions. */
-void attn_fwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, float *out, int B, int T, const float *cs,
+/* cs, sn: [N, d_r/2] rope tables (rope_table) for the tokens' positions. */
+void attn_fwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, float *out, const Layout *lo, const float *cs,
               const float *sn);
-void attn_bwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, const float *dout, float *dxn, int B, int T,
+void attn_bwd(Model *m, const LayerW *w, AttnActs *a, const float *xn, const float *dout, float *dxn, const Layout *lo,
               const float *cs, const float *sn, float *scratch);
-size_t attn_bwd_scratch(const ModelConfig *c, int B, int T);
+/* Scratch floats attn_bwd needs for N tokens and np probability floats. */
+size_t attn_bwd_scratch(const ModelConfig *c, long N, long np);
+/* Causal softmax of rows r0..r0+rn-1 of a matrix with row stride T, in place:
+ * row r0+i keeps columns 0..r0+i and zeroes the rest up to T. */
+void attn_softmax_causal(float *s, int rn, int r0, int T);
+/* Probability floats of a packed layout (the sum over segments of n_h*len*(plen+len)). */
+long attn_packed_pfloats(const ModelConfig *c, const PackedBatch *pk);
+/* The attention core of a packed layout (model_attn_packed.c): O = softmax(Q K^T
+ * scale) V per segment and head, with the prefix's keys in front; backward
+ * writes dQ, dK (k_nope | k_pe per head) and dV (the v part of dkvb). */
+void attn_core_fwd_packed(const ModelConfig *c, AttnActs *a, const Layout *lo);
+void attn_core_bwd_packed(const ModelConfig *c, AttnActs *a, const Layout *lo, const float *datt, float *dQ, float *dK,
+                          float *dkvb, float *dPall);
 
 /* out[N,H] = MLP/MoE(xn); router load counted into load[E] when non-NULL. */
 void mlp_fwd(Model *m, const LayerW *w, int moe, MlpActs *f, const float *xn, float *out, int N, int *load);

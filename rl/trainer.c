@@ -347,81 +347,123 @@ static int sample_active(const Trainer *t, const RolloutSample *s) {
     return !(t->r.mask_truncated_completions && s->finish == FINISH_LENGTH);
 }
 
-/* Buffers of one micro-batch: B rows of T tokens (prompt + completion), and
- * the per-token loss inputs [B*L] with L the longest completion. */
+/* Buffers of one micro-batch, packed without padding (model.h PackedBatch,
+ * docs/model.md "Packed batches"): samples s0..s0+B-1 (the same samples a
+ * padded micro-batch would hold, so per-micro-batch loss normalisations are
+ * unchanged). A prompt with >= 2 samples here and >= 2 tokens becomes one
+ * prefix segment prompt[0..pl-2], computed once; each of its samples is a
+ * segment [prompt[pl-1], completion[0..n-2]] attending to it, so every
+ * position has exactly one target (the next token). Any other sample is one
+ * segment [prompt, completion[0..n-2]]. Samples without tokens (or
+ * prompt) get no segment. Completion token k of sample i has its log-prob at off[i] + k. */
 typedef struct Micro {
-    int B, T, L;
-    int *ids, *tg, *len;           /* [B*T], [B*T], [B] */
-    float *lp, *ent, *dl;          /* [B*T] forward log-probs, entropy, d loss / d logp */
-    float *nl, *ol, *rl, *en, *mk; /* [B*L] new, old, ref log-probs, entropy, mask */
+    int B, L, ntok, nseg;
+    int *ids, *tg, *off;           /* [ntok], [ntok], [B] */
+    PackSeg *seg;                  /* [nseg], nseg <= 2B */
+    float *lp, *ent, *dl;          /* [ntok] forward log-probs, entropy, d loss / d logp */
+    float *nl, *ol, *rl, *en, *mk; /* [B*L] new, old, ref log-probs, entropy, mask; L the longest completion */
     float *adv, *g;                /* [B], [B*L] */
 } Micro;
 
+/* Appends a segment with ids a[0..na-1] then b[0..nb-1] and targets -1 for its
+ * first ntg_skip positions, then tg[0..] (all -1 when tg is NULL); returns its index. */
+static int micro_seg(Micro *mb, int prefix, const int *a, int na, const int *b, int nb, int ntg_skip, const int *tg) {
+    PackSeg *g = &mb->seg[mb->nseg++];
+    *g = (PackSeg){mb->ntok, na + nb, prefix};
+    for (int k = 0; k < na + nb; k++) {
+        mb->ids[mb->ntok + k] = k < na ? a[k] : b[k - na];
+        mb->tg[mb->ntok + k] = k < ntg_skip || !tg ? -1 : tg[k - ntg_skip];
+    }
+    mb->ntok += na + nb;
+    return (int)(g - mb->seg);
+}
+
+/* Samples of prompt p with tokens in this micro-batch. */
+static int micro_group_size(const Step *d, int s0, int B, int p) {
+    int c = 0;
+    for (int j = 0; j < B; j++) c += d->s[s0 + j].prompt == p && d->s[s0 + j].n > 0;
+    return c;
+}
+
+static void micro_pack(Micro *mb, const Step *d, int s0) {
+    int *root = xmalloc(sizeof(int) * mb->B); /* prefix segment of sample i's prompt, or -1 */
+    for (int i = 0; i < mb->B; i++) {
+        const RolloutSample *s = &d->s[s0 + i];
+        const TokIds *pi = &d->pids[s->prompt];
+        int pl = (int)pi->n, n = s->n;
+        root[i] = -1, mb->off[i] = 0;
+        if (n == 0 || pl == 0) continue; /* rollout refuses empty prompts: nothing to predict from */
+        if (pl < 2 || micro_group_size(d, s0, mb->B, s->prompt) < 2) {
+            mb->off[i] = mb->ntok + pl - 1;
+            micro_seg(mb, -1, pi->v, pl, s->tokens, n - 1, pl - 1, s->tokens);
+            continue;
+        }
+        for (int j = 0; j < i && root[i] < 0; j++)
+            if (d->s[s0 + j].prompt == s->prompt) root[i] = root[j];
+        if (root[i] < 0) root[i] = micro_seg(mb, -1, pi->v, pl - 1, NULL, 0, 0, NULL);
+        mb->off[i] = mb->ntok;
+        micro_seg(mb, root[i], pi->v + pl - 1, 1, s->tokens, n - 1, 0, s->tokens);
+    }
+    free(root);
+}
+
 static void micro_alloc(Micro *mb, const Step *d, int s0, int B) {
-    int T = 1, L = 1;
+    int L = 1;
+    long cap = 1;
     for (int i = 0; i < B; i++) {
         const RolloutSample *s = &d->s[s0 + i];
-        int len = (int)d->pids[s->prompt].n + s->n;
-        T = len > T ? len : T;
+        cap += (long)d->pids[s->prompt].n + s->n;
         L = s->n > L ? s->n : L;
     }
-    mb->B = B, mb->T = T, mb->L = L;
-    mb->ids = xcalloc((size_t)B * T, sizeof(int)), mb->tg = xmalloc(sizeof(int) * B * T), mb->len = xmalloc(sizeof(int) * B);
-    mb->lp = xmalloc(sizeof(float) * B * T), mb->ent = xmalloc(sizeof(float) * B * T);
-    mb->dl = xcalloc((size_t)B * T, sizeof(float));
+    memset(mb, 0, sizeof *mb);
+    mb->B = B, mb->L = L;
+    mb->ids = xmalloc(sizeof(int) * cap), mb->tg = xmalloc(sizeof(int) * cap), mb->off = xmalloc(sizeof(int) * B);
+    mb->seg = xmalloc(sizeof(PackSeg) * 2 * B);
+    mb->lp = xmalloc(sizeof(float) * cap), mb->ent = xmalloc(sizeof(float) * cap);
+    mb->dl = xcalloc((size_t)cap, sizeof(float));
     mb->nl = xcalloc((size_t)B * L, sizeof(float)), mb->ol = xcalloc((size_t)B * L, sizeof(float));
     mb->rl = xcalloc((size_t)B * L, sizeof(float));
     mb->en = xcalloc((size_t)B * L, sizeof(float)), mb->mk = xcalloc((size_t)B * L, sizeof(float));
     mb->adv = xmalloc(sizeof(float) * B), mb->g = xcalloc((size_t)B * L, sizeof(float));
-    for (int i = 0; i < B * T; i++) mb->tg[i] = -1;
-    for (int i = 0; i < B; i++) {
-        const RolloutSample *s = &d->s[s0 + i];
-        const TokIds *pi = &d->pids[s->prompt];
-        int pl = (int)pi->n;
-        for (int k = 0; k < pl; k++) mb->ids[(long)i * T + k] = pi->v[k];
-        for (int k = 0; k < s->n; k++) mb->ids[(long)i * T + pl + k] = s->tokens[k];
-        for (int k = 0; k < s->n; k++) mb->tg[(long)i * T + pl - 1 + k] = s->tokens[k];
-        mb->len[i] = pl + s->n;
-        mb->adv[i] = d->adv[s0 + i];
-    }
+    for (int i = 0; i < B; i++) mb->adv[i] = d->adv[s0 + i];
+    micro_pack(mb, d, s0);
 }
 
 static void micro_free(Micro *mb) {
-    free(mb->ids), free(mb->tg), free(mb->len), free(mb->lp), free(mb->ent), free(mb->dl), free(mb->nl), free(mb->ol);
+    free(mb->ids), free(mb->tg), free(mb->off), free(mb->seg), free(mb->lp), free(mb->ent), free(mb->dl), free(mb->nl), free(mb->ol);
     free(mb->rl), free(mb->en), free(mb->mk), free(mb->adv), free(mb->g);
 }
 
 /* Reference log-probs of the micro-batch into mb->rl, computed on the first
  * pass by the frozen model (same batch, same temperature) and cached in
  * ref_logp [N][max_new] for the later passes. */
-static int micro_ref(Trainer *t, const Step *d, int s0, int pass, float *ref_logp, Micro *mb, const Batch *b,
+static int micro_ref(Trainer *t, const Step *d, int s0, int pass, float *ref_logp, Micro *mb, const PackedBatch *b,
                      float temp, Err *err) {
     const int Lmax = t->r.max_completion_length;
-    if (pass == 0 && model_forward(&t->ref, b, temp, mb->lp, NULL, err)) return err_wrap(err, "reference model");
+    if (pass == 0 && model_forward_packed(&t->ref, b, temp, mb->lp, NULL, err)) return err_wrap(err, "reference model");
     for (int i = 0; i < mb->B; i++) {
         const RolloutSample *s = &d->s[s0 + i];
-        int pl = (int)d->pids[s->prompt].n;
         for (int k = 0; k < s->n; k++) {
             float *o = ref_logp + (long)(s0 + i) * Lmax + k;
-            if (pass == 0) *o = mb->lp[(long)i * mb->T + pl - 1 + k];
+            if (pass == 0) *o = mb->lp[mb->off[i] + k];
             mb->rl[(long)i * mb->L + k] = *o;
         }
     }
     return 0;
 }
 
-/* Per-token loss inputs of the micro-batch from the forward's [B*T] rows; the
+/* Per-token loss inputs of the micro-batch from the forward's packed stream; the
  * first pass fills old_logp [N][max_new] (when mu > 1) and measures how far the
  * trainer's log-probs are from the sampler's. */
 static void micro_gather(Trainer *t, const Step *d, int s0, int pass, float *old_logp, Micro *mb, TrainStats *ts) {
-    const int Lmax = t->r.max_completion_length, T = mb->T, L = mb->L;
+    const int Lmax = t->r.max_completion_length, L = mb->L;
     for (int i = 0; i < mb->B; i++) {
         const RolloutSample *s = &d->s[s0 + i];
-        int pl = (int)d->pids[s->prompt].n, act = sample_active(t, s);
+        int act = sample_active(t, s);
         for (int k = 0; k < s->n; k++) {
-            float x = mb->lp[(long)i * T + pl - 1 + k];
+            float x = mb->lp[mb->off[i] + k];
             mb->nl[(long)i * L + k] = x;
-            mb->en[(long)i * L + k] = mb->ent[(long)i * T + pl - 1 + k];
+            mb->en[(long)i * L + k] = mb->ent[mb->off[i] + k];
             mb->mk[(long)i * L + k] = (float)act;
             if (pass == 0 && act) {
                 double e = fabs((double)x - (double)s->logp[k]);
@@ -465,9 +507,13 @@ static int train_pass(Trainer *t, const Step *d, int pass, float *old_logp, floa
     for (int s0 = 0; s0 < N; s0 += MB) {
         Micro mb;
         micro_alloc(&mb, d, s0, N - s0 < MB ? N - s0 : MB);
-        Batch b = {mb.B, mb.T, mb.ids, mb.tg, mb.len};
+        if (mb.ntok == 0) { /* every sample refused: nothing to train */
+            micro_free(&mb);
+            continue;
+        }
+        PackedBatch b = {mb.ntok, mb.nseg, mb.ids, mb.tg, mb.seg};
         int rc = t->has_ref ? micro_ref(t, d, s0, pass, ref_logp, &mb, &b, temp, err) : 0;
-        if (!rc) rc = model_forward(&t->m, &b, temp, mb.lp, mb.ent, err);
+        if (!rc) rc = model_forward_packed(&t->m, &b, temp, mb.lp, mb.ent, err);
         if (!rc) {
             optim_router_load_add(t->load, &t->m);
             micro_gather(t, d, s0, pass, old_logp, &mb, ts);
@@ -477,12 +523,9 @@ static int train_pass(Trainer *t, const Step *d, int pass, float *old_logp, floa
             GrpoLossStats ls;
             rc = grpo_loss(&lo, &in, &gr, &ls, err);
             if (!rc) {
-                for (int i = 0; i < mb.B; i++) {
-                    const RolloutSample *s = &d->s[s0 + i];
-                    int pl = (int)d->pids[s->prompt].n;
-                    for (int k = 0; k < s->n; k++) mb.dl[(long)i * mb.T + pl - 1 + k] = mb.g[(long)i * mb.L + k];
-                }
-                model_backward(&t->m, &b, mb.dl, NULL);
+                for (int i = 0; i < mb.B; i++)
+                    for (int k = 0; k < d->s[s0 + i].n; k++) mb.dl[mb.off[i] + k] = mb.g[(long)i * mb.L + k];
+                model_backward_packed(&t->m, &b, mb.dl, NULL);
                 ts->loss += ls.loss, ts->ntok += ls.ntok, ts->entropy_sum += ls.entropy_sum, ts->kl_sum += ls.kl_sum;
                 ts->clip_low += ls.clip_low_sum, ts->clip_high += ls.clip_high_sum;
                 ts->clip_region += ls.clip_region_sum, ts->clip_count += ls.clip_count;
