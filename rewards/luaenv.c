@@ -9,6 +9,7 @@
 #include <lualib.h>
 
 #include "grpolib.h"
+#include "luapat.h"
 
 enum { HOOK_EVERY = 1000 }; /* instructions between count-hook firings */
 
@@ -40,7 +41,7 @@ static void *env_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 static void env_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     LuaEnv *e = luaenv_of(L);
-    if (!e->killed && ++e->ticks * (long)HOOK_EVERY < e->instr_limit) return;
+    if (!e->killed && ++e->ticks * (long)HOOK_EVERY + e->pat_steps < e->instr_limit) return;
     if (!e->killed) e->killed = 1;
     lua_sethook(L, env_hook, LUA_MASKCOUNT, 1);
     luaL_error(L, "instruction budget exceeded (%ld instructions)", e->instr_limit);
@@ -48,9 +49,22 @@ static void env_hook(lua_State *L, lua_Debug *ar) {
 
 void luaenv_arm(LuaEnv *e) {
     e->ticks = 0;
+    e->pat_steps = 0;
     e->killed = 0;
     e->mem_hit = 0;
     lua_sethook(e->L, env_hook, LUA_MASKCOUNT, HOOK_EVERY);
+}
+
+/* The pattern matcher's share of the instruction budget (luapat.h). */
+static long pat_left(lua_State *L, void *ud) {
+    (void)ud;
+    LuaEnv *e = luaenv_of(L);
+    return e->killed ? 0 : e->instr_limit - e->ticks * (long)HOOK_EVERY - e->pat_steps;
+}
+
+static void pat_charge(lua_State *L, void *ud, long n) {
+    (void)ud;
+    luaenv_of(L)->pat_steps += n;
 }
 
 static int ro_newindex(lua_State *L) {
@@ -196,6 +210,10 @@ static int env_setup(lua_State *L) {
      * back to the real string table. */
     lua_getglobal(L, LUA_STRLIBNAME);
     drop(L, "dump");
+    /* step-limited find/match/gmatch/gsub; this table is also the string
+     * metatable's __index, so s:find(...) gets them too */
+    LuapatBudget pat_budget = {.call_cap = LUAPAT_CALL_CAP, .left = pat_left, .charge = pat_charge};
+    luapat_install(L, -1, &pat_budget);
     lua_pop(L, 1);
     lua_getglobal(L, LUA_TABLIBNAME);
     lua_getfield(L, -1, "move");

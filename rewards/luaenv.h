@@ -15,8 +15,11 @@
  *   - __gc metamethods are refused (finalizers run with hooks off, so a loop
  *     in one could not be stopped); xpcall's handler runs after unwinding
  *     (it would also run with hooks off); table.move's range is bounded.
- * It does not bound time spent inside one C function (a Lua pattern match
- * with heavy backtracking, an HTTP request); those have their own limits. */
+ *   - string.find/match/gmatch/gsub are rewards/luapat.c's: each pattern
+ *     matching step is charged to the same budget (1 step = 1 instruction),
+ *     with a cap per call, so backtracking inside one C call is bounded too.
+ * It does not bound time spent inside other C functions (an HTTP request, a
+ * sandbox run); those have their own limits. */
 #ifndef GRPO_LUAENV_H
 #define GRPO_LUAENV_H
 
@@ -32,6 +35,7 @@ typedef struct LuaEnv {
     int mem_hit;                 /* an allocation was refused since the last arm */
     long instr_limit;            /* VM instructions per armed call */
     long ticks;                  /* count-hook firings since the last arm */
+    long pat_steps;              /* pattern-matching steps charged since the last arm */
     int killed;                  /* the budget ran out since the last arm */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
