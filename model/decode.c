@@ -2,13 +2,18 @@
  * kvcache.h). The query's nope part is absorbed into the latent space through
  * W_UK (q_abs = q_nope · W_UK), scores are q_abs·c_kv + q_pe·k_pe, the context
  * is summed in latent space and mapped out through W_UV, so the per-token cost
- * never expands past tokens with kv_b_proj. */
-#include <math.h>
+ * never expands past tokens with kv_b_proj. The two absorptions are one gemm
+ * per head over all new tokens; the part over each token's own cache
+ * (scores, softmax, context) reads every cached token once for all heads.
+ * Buffers live in the cache (DecodeWork) and only grow, so a decode step
+ * allocates and zeroes nothing. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/xalloc.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/latent_attn.h"
 #include "kernels/cpu/ops.h"
 #include "model/kvcache.h"
 #include "model/model_internal.h"
@@ -31,7 +36,10 @@ int kvcache_create(KvCache *kv, const ModelConfig *c, int nslots, int max_len, E
     return 0;
 }
 
+static void work_free(DecodeWork *w);
+
 void kvcache_free(KvCache *kv) {
+    work_free(kv->work);
     free(kv->ckv), free(kv->kpe), free(kv->len);
     memset(kv, 0, sizeof *kv);
 }
@@ -55,60 +63,98 @@ void kvcache_copy(KvCache *kv, int dst, int src) {
     kv->len[dst] = n;
 }
 
-/* Buffers for N new tokens. */
-typedef struct Scratch {
-    float *x, *xn, *qa, *q, *kva, *att, *tmp; /* see model_extend for shapes */
-    float *rcos, *rsin;                       /* [N, d_r/2] */
-    MlpActs f;
-} Scratch;
+/* Buffers for up to cap new tokens, kept across calls. */
+struct DecodeWork {
+    int cap, maxp;                      /* tokens; positions the score rows hold */
+    float *x, *xn, *tmp;                /* [cap, H] */
+    float *qa;                          /* [cap, d_q] (q_lora_rank; unused without) */
+    float *q;                           /* [cap, n_h*(d_n+d_r)] */
+    float *kva;                         /* [cap, d_c+d_r] */
+    float *qabs, *ctx;                  /* [cap, n_h*d_c] absorbed queries, latent contexts */
+    float *att;                         /* [cap, n_h*d_v] */
+    float *rcos, *rsin;                 /* [cap, d_r/2] */
+    int *slot_of, *pos;                 /* [cap] */
+    MlpActs moe, dense;
+    float **sc;                         /* per OpenMP thread: [n_h, maxp] scores */
+    int nsc;
+};
 
-/* Absorbed attention of token i (slot s, position p) for all heads. */
-static void attend(const Model *m, const LayerW *w, const KvCache *kv, int l, int s, int p, const float *q, float *att) {
+static void work_free(DecodeWork *w) {
+    if (!w) return;
+    free(w->x), free(w->xn), free(w->tmp), free(w->qa), free(w->q), free(w->kva), free(w->qabs), free(w->ctx);
+    free(w->att), free(w->rcos), free(w->rsin), free(w->slot_of), free(w->pos);
+    mlp_acts_free(&w->moe), mlp_acts_free(&w->dense);
+    for (int i = 0; i < w->nsc; i++) free(w->sc[i]);
+    free(w->sc);
+    free(w);
+}
+
+/* The cache's work buffers, grown to N tokens and maxp positions. */
+static DecodeWork *work_ensure(KvCache *kv, const ModelConfig *c, int N, int maxp) {
+    DecodeWork *w = kv->work;
+    const long H = c->hidden_size, nh = c->num_attention_heads, dqk = c->qk_head_dim, dv = c->v_head_dim;
+    const long dc = c->kv_lora_rank, dr = c->qk_rope_head_dim, dq = c->q_lora_rank;
+    if (!w || w->cap < N) {
+        int cap = w && 2 * w->cap > N ? 2 * w->cap : N, mp = w ? w->maxp : 0;
+        work_free(w);
+        w = kv->work = xcalloc(1, sizeof *w);
+        w->cap = cap, w->maxp = mp;
+        w->x = xmalloc(sizeof(float) * cap * H), w->xn = xmalloc(sizeof(float) * cap * H);
+        w->tmp = xmalloc(sizeof(float) * cap * H), w->qa = xmalloc(sizeof(float) * cap * (dq ? dq : 1));
+        w->q = xmalloc(sizeof(float) * cap * nh * dqk), w->kva = xmalloc(sizeof(float) * cap * (dc + dr));
+        w->qabs = xmalloc(sizeof(float) * cap * nh * dc), w->ctx = xmalloc(sizeof(float) * cap * nh * dc);
+        w->att = xmalloc(sizeof(float) * cap * nh * dv);
+        w->rcos = xmalloc(sizeof(float) * cap * (dr / 2 ? dr / 2 : 1));
+        w->rsin = xmalloc(sizeof(float) * cap * (dr / 2 ? dr / 2 : 1));
+        w->slot_of = xmalloc(sizeof(int) * cap), w->pos = xmalloc(sizeof(int) * cap);
+        mlp_acts_alloc(&w->moe, c, c->n_routed_experts > 0 && c->first_k_dense_replace < c->num_hidden_layers, cap);
+        mlp_acts_alloc(&w->dense, c, 0, cap);
+    }
+    int nt = omp_get_max_threads();
+    if (w->nsc < nt || w->maxp < maxp) {
+        for (int i = 0; i < w->nsc; i++) free(w->sc[i]);
+        free(w->sc);
+        w->maxp = maxp > 2 * w->maxp ? maxp : 2 * w->maxp;
+        if (w->maxp > kv->max_len) w->maxp = kv->max_len;
+        w->nsc = nt;
+        w->sc = xmalloc(sizeof(float *) * nt);
+        for (int i = 0; i < nt; i++) w->sc[i] = xmalloc(sizeof(float) * nh * w->maxp);
+    }
+    return w;
+}
+
+/* Attention of the N new tokens: att[N, n_h*d_v]. One parallel region with
+ * two barriers (on a shared machine every barrier can wait for a descheduled
+ * thread); the per-head products run serially inside it, heads shared out. */
+static void dec_attention(const Model *m, const LayerW *w, const KvCache *kv, DecodeWork *S, int l, int N) {
     const ModelConfig *c = &m->cfg;
     const int nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     const int dqk = dn + dr, dv = c->v_head_dim, dc = c->kv_lora_rank;
-    float *qabs = xmalloc(sizeof(float) * (dc + p + 1 + dc));
-    float *sc = qabs + dc, *ctx = sc + p + 1;
-    for (int h = 0; h < nh; h++) {
-        const float *qh = q + (long)h * dqk, *wk = w->kv_b + (long)h * (dn + dv) * dc;
-        /* q_abs[c] = sum_d q_nope[d] W_UK[d, c] */
-        memset(qabs, 0, sizeof(float) * dc);
-        for (int d = 0; d < dn; d++) {
-            float a = qh[d];
-            const float *row = wk + (long)d * dc;
-            for (int j = 0; j < dc; j++) qabs[j] += a * row[j];
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int h = 0; h < nh; h++) { /* q_abs[:, h] = q_nope[:, h] · W_UK[h] ([d_n, d_c]) */
+            const float *wk = w->kv_b + (long)h * (dn + dv) * dc;
+            gemm(0, 0, N, dc, dn, 1.0f, S->q + (long)h * dqk, nh * dqk, wk, dc, 0.0f, S->qabs + (long)h * dc,
+                 nh * dc);
         }
-        float mx = -INFINITY;
-        for (int t = 0; t <= p; t++) {
-            const float *ck = ckv_at(kv, l, s, t), *kp = kpe_at(kv, l, s, t);
-            float acc = 0.0f;
-            for (int j = 0; j < dc; j++) acc += qabs[j] * ck[j];
-            for (int j = 0; j < dr; j++) acc += qh[dn + j] * kp[j];
-            sc[t] = acc * c->softmax_scale;
-            mx = fmaxf(mx, sc[t]);
-        }
-        double sum = 0;
-        for (int t = 0; t <= p; t++) sum += (sc[t] = expf(sc[t] - mx));
-        memset(ctx, 0, sizeof(float) * dc);
-        for (int t = 0; t <= p; t++) {
-            float pt = (float)(sc[t] / sum);
-            const float *ck = ckv_at(kv, l, s, t);
-            for (int j = 0; j < dc; j++) ctx[j] += pt * ck[j];
-        }
-        /* o[j] = sum_c ctx[c] W_UV[j, c] */
-        const float *wv = wk + (long)dn * dc;
-        float *o = att + (long)h * dv;
-        for (int j = 0; j < dv; j++) {
-            float acc = 0.0f;
-            for (int k = 0; k < dc; k++) acc += ctx[k] * wv[(long)j * dc + k];
-            o[j] = acc;
+#pragma omp for schedule(dynamic, 1)
+        for (int i = 0; i < N; i++)
+            latent_attend(S->ctx + (long)i * nh * dc, S->sc[omp_get_thread_num()], S->qabs + (long)i * nh * dc, dc,
+                          S->q + (long)i * nh * dqk + dn, dqk, ckv_at(kv, l, S->slot_of[i], 0),
+                          kpe_at(kv, l, S->slot_of[i], 0), nh, S->pos[i] + 1, dc, dr, c->softmax_scale);
+#pragma omp for schedule(static) nowait
+        for (int h = 0; h < nh; h++) { /* o[:, h] = ctx[:, h] · W_UV[h]^T (W_UV [d_v, d_c]) */
+            const float *wv = w->kv_b + ((long)h * (dn + dv) + dn) * dc;
+            gemm(0, 1, N, dv, dc, 1.0f, S->ctx + (long)h * dc, nh * dc, wv, dc, 0.0f, S->att + (long)h * dv,
+                 nh * dv);
         }
     }
-    free(qabs);
 }
 
-static void dec_layer(Model *m, int l, KvCache *kv, Scratch *S, int N, const int *slot_of, const int *pos) {
+static void dec_layer(Model *m, int l, KvCache *kv, DecodeWork *S, int N) {
     const float *cs = S->rcos, *sn = S->rsin;
+    const int *slot_of = S->slot_of, *pos = S->pos;
     const ModelConfig *c = &m->cfg;
     const LayerW *w = &m->layers[l];
     const int H = c->hidden_size, nh = c->num_attention_heads, dn = c->qk_nope_head_dim;
@@ -129,13 +175,12 @@ static void dec_layer(Model *m, int l, KvCache *kv, Scratch *S, int N, const int
                      dc, c->latent_norm_eps);
         memcpy(kpe_at(kv, l, slot_of[i], pos[i]), S->kva + (long)i * (dc + dr) + dc, dr * sizeof(float));
     }
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int i = 0; i < N; i++) attend(m, w, kv, l, slot_of[i], pos[i], S->q + (long)i * nh * dqk, S->att + (long)i * nh * dv);
+    dec_attention(m, w, kv, S, l, N);
     linear_fwd(S->tmp, S->att, w->o, N, H, nh * dv, 0);
     for (long i = 0; i < (long)N * H; i++) S->x[i] += S->tmp[i];
     rmsnorm_fwd(S->xn, NULL, S->x, w->post_norm, N, H, H, H, c->rms_norm_eps);
-    int E = c->n_routed_experts;
-    mlp_fwd(m, w, config_layer_is_moe(c, l), &S->f, S->xn, S->tmp, N, E ? m->router_load + (long)l * E : NULL);
+    int E = c->n_routed_experts, moe = config_layer_is_moe(c, l);
+    mlp_fwd(m, w, moe, moe ? &S->moe : &S->dense, S->xn, S->tmp, N, E ? m->router_load + (long)l * E : NULL);
     for (long i = 0; i < (long)N * H; i++) S->x[i] += S->tmp[i];
 }
 
@@ -155,41 +200,25 @@ int model_extend(Model *m, KvCache *kv, int nseq, const int *slots, const int *n
     }
     for (int i = 0; i < N; i++)
         if (ids[i] < 0 || ids[i] >= V) return err_set(err, ERR_INPUT, "decode: token id %d outside the vocabulary", ids[i]);
-    const int nh = c->num_attention_heads, dqk = c->qk_head_dim, dv = c->v_head_dim;
-    const int dc = c->kv_lora_rank, dr = c->qk_rope_head_dim, dq = c->q_lora_rank;
-    Scratch S;
-    S.x = xaligned(sizeof(float) * N * H), S.xn = xaligned(sizeof(float) * N * H), S.tmp = xaligned(sizeof(float) * N * H);
-    S.qa = xaligned(sizeof(float) * N * (dq ? dq : 1)), S.q = xaligned(sizeof(float) * N * nh * dqk);
-    S.kva = xaligned(sizeof(float) * N * (dc + dr)), S.att = xaligned(sizeof(float) * N * nh * dv);
-    mlp_acts_alloc(&S.f, c, c->n_routed_experts > 0 && c->first_k_dense_replace < c->num_hidden_layers, N);
-    MlpActs dense;
-    mlp_acts_alloc(&dense, c, 0, N);
-    int *slot_of = xmalloc(sizeof(int) * N), *pos = xmalloc(sizeof(int) * N);
+    const int dr = c->qk_rope_head_dim;
+    int maxp = 0;
+    for (int i = 0; i < nseq; i++) maxp = kv->len[slots[i]] + ntok[i] > maxp ? kv->len[slots[i]] + ntok[i] : maxp;
+    DecodeWork *S = work_ensure(kv, c, N, maxp);
     for (int i = 0, n = 0; i < nseq; i++)
-        for (int j = 0; j < ntok[i]; j++, n++) slot_of[n] = slots[i], pos[n] = kv->len[slots[i]] + j;
-    S.rcos = xaligned(sizeof(float) * N * (dr / 2)), S.rsin = xaligned(sizeof(float) * N * (dr / 2));
-    rope_table(S.rcos, S.rsin, pos, m->rope_inv_freq, c->rope_amplitude, N, dr);
-    for (int n = 0; n < N; n++) memcpy(S.x + (long)n * H, m->embed + (long)ids[n] * H, H * sizeof(float));
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        MlpActs keep = S.f;
-        if (!config_layer_is_moe(c, l)) S.f = dense;
-        dec_layer(m, l, kv, &S, N, slot_of, pos);
-        S.f = keep;
-    }
+        for (int j = 0; j < ntok[i]; j++, n++) S->slot_of[n] = slots[i], S->pos[n] = kv->len[slots[i]] + j;
+    rope_table(S->rcos, S->rsin, S->pos, m->rope_inv_freq, c->rope_amplitude, N, dr);
+    for (int n = 0; n < N; n++) memcpy(S->x + (long)n * H, m->embed + (long)ids[n] * H, H * sizeof(float));
+    for (int l = 0; l < c->num_hidden_layers; l++) dec_layer(m, l, kv, S, N);
     for (int i = 0; i < nseq; i++) kv->len[slots[i]] += ntok[i];
-    rmsnorm_fwd(S.xn, NULL, S.x, m->final_norm, N, H, H, H, c->rms_norm_eps);
+    rmsnorm_fwd(S->xn, NULL, S->x, m->final_norm, N, H, H, H, c->rms_norm_eps);
     if (all_logits) {
-        linear_fwd(logits, S.xn, m->lm_head, N, V, H, 0);
+        linear_fwd(logits, S->xn, m->lm_head, N, V, H, 0);
     } else { /* gather each sequence's last new token */
         for (int i = 0, n = 0; i < nseq; i++) {
             n += ntok[i];
-            memcpy(S.tmp + (long)i * H, S.xn + (long)(n - 1) * H, H * sizeof(float));
+            memcpy(S->tmp + (long)i * H, S->xn + (long)(n - 1) * H, H * sizeof(float));
         }
-        linear_fwd(logits, S.tmp, m->lm_head, nseq, V, H, 0);
+        linear_fwd(logits, S->tmp, m->lm_head, nseq, V, H, 0);
     }
-    free(S.x), free(S.xn), free(S.tmp), free(S.qa), free(S.q), free(S.kva), free(S.att), free(S.rcos), free(S.rsin);
-    mlp_acts_free(&S.f);
-    mlp_acts_free(&dense);
-    free(slot_of), free(pos);
     return 0;
 }

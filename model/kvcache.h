@@ -13,12 +13,15 @@
 
 #include "model/model.h"
 
+typedef struct DecodeWork DecodeWork;
+
 typedef struct KvCache {
     int nslots, max_len, nlayers; /* nlayers = main layers (MTP not cached) */
     int dc, dr;
     float *ckv;  /* [nlayers, nslots, max_len, d_c] */
     float *kpe;  /* [nlayers, nslots, max_len, d_r] */
     int *len;    /* [nslots] tokens held per slot */
+    struct DecodeWork *work; /* model_extend's buffers, kept and grown across calls */
 } KvCache;
 
 int kvcache_create(KvCache *kv, const ModelConfig *c, int nslots, int max_len, Err *err);

@@ -2,9 +2,11 @@
  * vector extensions). Row-major, BLAS-like:
  *   C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C
  * op(A) = A (stored [M, lda]) or A^T (stored [K, lda]); same for B.
- * Packs panels of A and B (BLIS-style 6 x 2*VW micro-tiles); tiny M takes a
- * dot-product path so decoding one token does not pay for packing weights.
- * Threads over output tiles unless already inside a parallel region. */
+ * 6 x 2*VW micro-tiles; B is packed once per call into panels shared by all
+ * threads, A is read in place; tiny M takes a dot-product path so decoding one
+ * token does not pay for packing weights. Each output sums its K products in
+ * an order that does not depend on the thread count. Threads over output
+ * tiles unless already inside a parallel region. beta = 0 never reads C. */
 #ifndef GRPO_GEMM_H
 #define GRPO_GEMM_H
 

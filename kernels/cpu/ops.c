@@ -6,16 +6,32 @@
 
 #define PAR_ROWS(n) if (!omp_in_parallel() && (n) > 16)
 
+/* The row statistics are sums in double, each row's in d order; RB rows run
+ * interleaved so the RB dependency chains overlap (same order per row, so the
+ * same bits as one row at a time, at several times the speed). */
+enum { RB = 8 };
+
 void rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int N, int D, int ldx, int ldy, float eps) {
+    const int nb = (N + RB - 1) / RB;
 #pragma omp parallel for PAR_ROWS(N)
-    for (int i = 0; i < N; i++) {
-        const float *xi = x + (long)i * ldx;
-        float *yi = y + (long)i * ldy;
-        double ss = 0;  /* double: the statistic must not depend on summation order */
-        for (int d = 0; d < D; d++) ss += (double)xi[d] * xi[d];
-        float r = (float)(1.0 / sqrt(ss / D + eps));
-        if (rstd) rstd[i] = r;
-        for (int d = 0; d < D; d++) yi[d] = w[d] * (xi[d] * r);
+    for (int b = 0; b < nb; b++) {
+        const int i0 = b * RB, nr = N - i0 < RB ? N - i0 : RB;
+        const float *x0 = x + (long)i0 * ldx;
+        double ss[RB] = {0}; /* double: the statistic must not depend on summation order */
+        if (nr == RB) {
+            for (int d = 0; d < D; d++)
+                for (int r = 0; r < RB; r++) ss[r] += (double)x0[(long)r * ldx + d] * x0[(long)r * ldx + d];
+        } else {
+            for (int r = 0; r < nr; r++)
+                for (int d = 0; d < D; d++) ss[r] += (double)x0[(long)r * ldx + d] * x0[(long)r * ldx + d];
+        }
+        for (int r = 0; r < nr; r++) {
+            const float *xi = x0 + (long)r * ldx;
+            float *yi = y + (long)(i0 + r) * ldy;
+            float rs = (float)(1.0 / sqrt(ss[r] / D + eps));
+            if (rstd) rstd[i0 + r] = rs;
+            for (int d = 0; d < D; d++) yi[d] = w[d] * (xi[d] * rs);
+        }
     }
 }
 
@@ -23,23 +39,42 @@ void rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const fl
                  int D, int ldx, int lddx) {
     /* y = w*x*r, r = (mean x^2 + eps)^-1/2:
      * dx = r*(w*dy) - x * r^3/D * sum(w*dy*x) */
+    const int nb = (N + RB - 1) / RB;
 #pragma omp parallel for PAR_ROWS(N)
-    for (int i = 0; i < N; i++) {
-        const float *xi = x + (long)i * ldx, *dyi = dy + (long)i * D;
-        float *dxi = dx + (long)i * lddx;
-        float r = rstd[i];
-        double dot = 0;
-        for (int d = 0; d < D; d++) dot += (double)w[d] * dyi[d] * xi[d];
-        float c = (float)(dot * r * r * r / D);
-        for (int d = 0; d < D; d++) dxi[d] += r * w[d] * dyi[d] - xi[d] * c;
+    for (int b = 0; b < nb; b++) {
+        const int i0 = b * RB, nr = N - i0 < RB ? N - i0 : RB;
+        const float *x0 = x + (long)i0 * ldx, *dy0 = dy + (long)i0 * D;
+        double dot[RB] = {0};
+        if (nr == RB) {
+            for (int d = 0; d < D; d++)
+                for (int r = 0; r < RB; r++) dot[r] += (double)w[d] * dy0[(long)r * D + d] * x0[(long)r * ldx + d];
+        } else {
+            for (int r = 0; r < nr; r++)
+                for (int d = 0; d < D; d++) dot[r] += (double)w[d] * dy0[(long)r * D + d] * x0[(long)r * ldx + d];
+        }
+        for (int r = 0; r < nr; r++) {
+            const float *xi = x0 + (long)r * ldx, *dyi = dy0 + (long)r * D;
+            float *dxi = dx + (long)(i0 + r) * lddx;
+            float rs = rstd[i0 + r];
+            float c = (float)(dot[r] * rs * rs * rs / D);
+            for (int d = 0; d < D; d++) dxi[d] += rs * w[d] * dyi[d] - xi[d] * c;
+        }
     }
     if (!dw) return;
-    /* column sums: parallel over columns so no reduction races */
+    /* column sums, each in row order; rows outer so the reads are sequential,
+     * columns split among threads in chunks (no reduction races) */
+    enum { CW = 64 };
+    const int nch = (D + CW - 1) / CW;
 #pragma omp parallel for if (!omp_in_parallel() && (long)N * D > 65536)
-    for (int d = 0; d < D; d++) {
-        double acc = 0;
-        for (int i = 0; i < N; i++) acc += (double)dy[(long)i * D + d] * x[(long)i * ldx + d] * rstd[i];
-        dw[d] += (float)acc;
+    for (int ch = 0; ch < nch; ch++) {
+        const int d0 = ch * CW, nd = D - d0 < CW ? D - d0 : CW;
+        double acc[CW] = {0};
+        for (int i = 0; i < N; i++) {
+            const float *dyi = dy + (long)i * D + d0, *xi = x + (long)i * ldx + d0;
+            const float ri = rstd[i];
+            for (int d = 0; d < nd; d++) acc[d] += (double)dyi[d] * xi[d] * ri;
+        }
+        for (int d = 0; d < nd; d++) dw[d0 + d] += (float)acc[d];
     }
 }
 

@@ -1,6 +1,11 @@
 /* test_gemm: gemm against a double-precision triple loop over every transpose
- * combination and shapes that hit full tiles, edge tiles and the small-M path. */
+ * combination and shapes that hit full tiles, edge tiles, several K blocks
+ * (and more than one shared packing of B, K > 4096) and the small-M path; the
+ * same bits at 1 and 2 threads; beta = 0 overwrites whatever C held. */
+#include <math.h>
+#include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cpu/gemm.h"
 #include "test.h"
@@ -38,18 +43,52 @@ static double check(int ta, int tb, int M, int N, int K, float alpha, float beta
     return worst;
 }
 
+/* Each C element sums its products in one order whatever the thread count:
+ * 1 and 2 threads agree bitwise (the shapes go parallel: M*N*K > 2e5). And a
+ * beta = 0 product never reads C (NaN there does not leak through). */
+static void check_threads_and_beta0(void) {
+    int shapes[][3] = {{203, 300, 600}, {100, 40, 4500}, {1000, 64, 192}, {40, 600, 4500}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int ta = 0; ta < 2; ta++) {
+            int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], lda = ta ? M : K;
+            unsigned seed = 99u + (unsigned)s;
+            float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
+            float *C1 = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N);
+            for (long i = 0; i < (long)M * K; i++) A[i] = frand(&seed);
+            for (long i = 0; i < (long)K * N; i++) B[i] = frand(&seed);
+            for (long i = 0; i < (long)M * N; i++) C1[i] = C2[i] = NAN;
+            int nt = omp_get_max_threads();
+            omp_set_num_threads(1);
+            gemm(ta, 1, M, N, K, 1.0f, A, lda, B, K, 0.0f, C1, N);
+            omp_set_num_threads(2);
+            gemm(ta, 1, M, N, K, 1.0f, A, lda, B, K, 0.0f, C2, N);
+            omp_set_num_threads(nt);
+            int finite = 1;
+            for (long i = 0; i < (long)M * N; i++) finite &= isfinite(C1[i]) && isfinite(C2[i]);
+            CHECK(finite, "M=%d N=%d K=%d ta=%d: beta = 0 left NaN from C", M, N, K, ta);
+            CHECK(!memcmp(C1, C2, sizeof(float) * M * N), "M=%d N=%d K=%d ta=%d: 1 and 2 threads differ", M, N, K, ta);
+            free(A), free(B), free(C1), free(C2);
+        }
+}
+
 int main(void) {
     int shapes[][3] = {{1, 1, 1}, {1, 300, 77}, {3, 129, 257}, {4, 16, 8}, {6, 32, 256}, {7, 33, 300},
-                       {97, 257, 513}, {200, 70, 31}, {13, 1000, 5}};
+                       {97, 257, 513}, {200, 70, 31}, {13, 1000, 5}, {203, 300, 600}, {100, 40, 4500}};
     double worst_all = 0;
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (int ta = 0; ta < 2; ta++)
-            for (int tb = 0; tb < 2; tb++) {
-                int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-                double w = check(ta, tb, M, N, K, 0.5f, s % 3 == 0 ? 0.0f : 1.0f);
-                if (w > worst_all) worst_all = w;
-                CHECK(w < 3e-5, "M=%d N=%d K=%d ta=%d tb=%d worst rel err %.3g", M, N, K, ta, tb, w);
-            }
+    int nt0 = omp_get_max_threads();
+    for (int nt = 1; nt <= 2; nt++) { /* the serial and the parallel (shared packing) paths */
+        omp_set_num_threads(nt);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++) {
+                    int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                    double w = check(ta, tb, M, N, K, 0.5f, s % 3 == 0 ? 0.0f : 1.0f);
+                    if (w > worst_all) worst_all = w;
+                    CHECK(w < 3e-5, "%d threads: M=%d N=%d K=%d ta=%d tb=%d worst rel err %.3g", nt, M, N, K, ta, tb, w);
+                }
+    }
+    omp_set_num_threads(nt0);
     printf("gemm: worst relative error %.3g (tolerance 3e-5)\n", worst_all);
+    check_threads_and_beta0();
     return test_report();
 }
