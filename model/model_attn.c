@@ -23,11 +23,9 @@ void attn_softmax_causal(float *s, int rn, int r0, int T) {
         int t = r0 + i;
         float *r = s + (long)i * T, mx = -INFINITY;
         for (int j = 0; j <= t; j++) mx = r[j] > mx ? r[j] : mx;
+        exp_shifted(r, t + 1, mx);
         double sum = 0;
-        for (int j = 0; j <= t; j++) {
-            r[j] = expf(r[j] - mx);
-            sum += r[j];
-        }
+        for (int j = 0; j <= t; j++) sum += r[j];
         float inv = (float)(1.0 / sum);
         for (int j = 0; j <= t; j++) r[j] *= inv;
         for (int j = t + 1; j < T; j++) r[j] = 0.0f;

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "base/xalloc.h"
+#include "kernels/cpu/gemm.h"
 #include "model/kvcache.h"
 
 const char *finish_reason_name(FinishReason r) {
@@ -252,9 +253,11 @@ int rollout_generate(Model *m, int P, const int *const *prompts, const int *prom
     int rc = run_setup(&r, P, prompts, prompt_len, err);
     if (!rc && r.ngroups) {
         double t0 = clock_now();
+        gemm_weights_frozen(1); /* the weights do not change until the rollout ends: pack them once */
         rc = run_prefill(&r, P, prompts, prompt_len, err);
         res->stats.prefill_s = clock_now() - t0;
         if (!rc) rc = run_decode(&r, t_start, err);
+        gemm_weights_frozen(0);
     }
     if (r.ngroups) kvcache_free(&r.kv);
     free(r.logits), free(r.slot), free(r.limit), free(r.cap);

@@ -10,12 +10,17 @@
  * its elements straight from A (rows of A, or columns for A^T), except a last
  * partial 6-row panel, which is copied zero-padded. Each C element sums its K
  * products in the same order on either path, so results are bitwise the same
- * at any thread count (and the same as the packing-per-tile version before). */
+ * at any thread count (and the same as the packing-per-tile version before).
+ * gemm_weight (linear_fwd) can keep each weight packed whole between
+ * gemm_weights_frozen(1) and (0) (a rollout), in the serial order's layout,
+ * and then packs nothing per call; the same tiles in the same order, so the
+ * same bits. */
 #include "gemm.h"
 #include "simd.h"
 
 #include <omp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -314,6 +319,115 @@ static void gemm_team(const Gemm *g, float *Bp) {
             }
         }
     }
+}
+
+/* Whole op(B) packed once, for gemm_weight: block (j0, k0) of the serial
+ * order at j0 * K + np * NR * k0 (np: panels of the NC block; NC is a multiple
+ * of NR, so the blocks before j0 hold j0 columns of K rows each). */
+static size_t prepacked_floats(int N, int K) { return (size_t)((N + NR - 1) / NR) * NR * K; }
+
+static void prepack(float *Bf, int transB, const float *B, int ldb, int N, int K) {
+    for (int j0 = 0; j0 < N; j0 += NC) {
+        const int nc = N - j0 < NC ? N - j0 : NC, np = (nc + NR - 1) / NR;
+        for (int k0 = 0; k0 < K; k0 += KC) {
+            const int kc = K - k0 < KC ? K - k0 : KC;
+            float *blk = Bf + (size_t)j0 * K + (size_t)np * NR * k0;
+            for (int p = 0; p < np; p++)
+                pack_b_panel(blk + (size_t)p * NR * kc, transB, B, ldb, k0, kc, j0 + p * NR,
+                             nc - p * NR < NR ? nc - p * NR : NR);
+        }
+    }
+}
+
+/* The product against a prepacked B: every (row tile, NC block) runs its K
+ * blocks in order, as in gemm_serial / gemm_team, so the bits are the same. */
+static void gemm_prepacked(const Gemm *g, const float *Bf) {
+    const int mt = (g->M + MC - 1) / MC, nb = (g->N + NC - 1) / NC;
+    const int par = !omp_in_parallel() && (double)g->M * g->N * g->K > 2e5 && omp_get_max_threads() > 1;
+#pragma omp parallel for if (par) schedule(dynamic, 1)
+    for (int w = 0; w < mt * nb; w++) {
+        const int t = w / nb, j0 = (w % nb) * NC, nc = g->N - j0 < NC ? g->N - j0 : NC, np = (nc + NR - 1) / NR;
+        for (int k0 = 0; k0 < g->K; k0 += KC)
+            gemm_tile(g, Bf + (size_t)j0 * g->K + (size_t)np * NR * k0, t * MC, k0, g->K - k0 < KC ? g->K - k0 : KC,
+                      j0, nc);
+    }
+}
+
+/* The weight cache of gemm_weight: open addressing on B's address, filled
+ * lazily under a mutex (decode calls it from inside parallel regions). */
+typedef struct WEntry { const float *B; int N, K; float *Bf; } WEntry;
+enum { WCACHE_MAX_BYTES = 256 << 20 }; /* past this, weights are packed per call as before */
+static struct {
+    int on, n, cap; /* cap: a power of two */
+    size_t bytes;
+    WEntry *e;
+    pthread_mutex_t mu;
+} wc = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static size_t wc_slot(const float *B, int cap) {
+    return (size_t)(((uintptr_t)B >> 4) * 0x9E3779B97F4A7C15ull >> 20) & (size_t)(cap - 1);
+}
+
+static int wc_grow(void) {
+    int cap = wc.cap ? 2 * wc.cap : 256;
+    WEntry *e = calloc((size_t)cap, sizeof *e);
+    if (!e) return -1;
+    for (int i = 0; i < wc.cap; i++)
+        if (wc.e[i].B) {
+            size_t s = wc_slot(wc.e[i].B, cap);
+            while (e[s].B) s = (s + 1) & (size_t)(cap - 1);
+            e[s] = wc.e[i];
+        }
+    free(wc.e);
+    wc.e = e, wc.cap = cap;
+    return 0;
+}
+
+/* The packed copy of B (N x K, ldb = K), packing it on first use; NULL when
+ * the cache is off, full or out of memory (the caller packs per call). */
+static const float *wc_get(const float *B, int N, int K) {
+    const float *Bf = NULL;
+    pthread_mutex_lock(&wc.mu);
+    if (!wc.on) goto out;
+    size_t s = wc.cap ? wc_slot(B, wc.cap) : 0;
+    for (; wc.cap && wc.e[s].B; s = (s + 1) & (size_t)(wc.cap - 1))
+        if (wc.e[s].B == B && wc.e[s].N == N && wc.e[s].K == K) {
+            Bf = wc.e[s].Bf;
+            goto out;
+        }
+    const size_t bytes = prepacked_floats(N, K) * sizeof(float);
+    if (wc.bytes + bytes > WCACHE_MAX_BYTES || ((wc.n + 1) * 2 > wc.cap && wc_grow())) goto out;
+    float *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!p) goto out;
+    prepack(p, 1, B, K, N, K);
+    for (s = wc_slot(B, wc.cap); wc.e[s].B; s = (s + 1) & (size_t)(wc.cap - 1)) {}
+    wc.e[s] = (WEntry){B, N, K, p};
+    wc.n++, wc.bytes += bytes, Bf = p;
+out:
+    pthread_mutex_unlock(&wc.mu);
+    return Bf;
+}
+
+void gemm_weights_frozen(int on) {
+    pthread_mutex_lock(&wc.mu);
+    if (!on) {
+        for (int i = 0; i < wc.cap; i++) free(wc.e[i].Bf);
+        free(wc.e);
+        wc.e = NULL, wc.n = wc.cap = 0, wc.bytes = 0;
+    }
+    wc.on = on;
+    pthread_mutex_unlock(&wc.mu);
+}
+
+void gemm_weight(int M, int N, int K, const float *A, const float *W, float beta, float *C) {
+    const float *Bf = M >= 4 && K > 0 && N > 0 && (beta == 0.0f || beta == 1.0f) &&
+                      __atomic_load_n(&wc.on, __ATOMIC_RELAXED) ? wc_get(W, N, K) : NULL;
+    if (!Bf) {
+        gemm(0, 1, M, N, K, 1.0f, A, K, W, K, beta, C, N);
+        return;
+    }
+    Gemm g = {0, 1, M, N, K, 1.0f, A, W, K, K, N, C, beta == 0.0f};
+    gemm_prepacked(&g, Bf);
 }
 
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,

@@ -13,9 +13,20 @@
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Weights frozen (on = 1): until gemm_weights_frozen(0), gemm_weight keeps
+ * each W it sees packed (once, on first use) instead of packing it on every
+ * call; the caller promises that no W passed to gemm_weight changes in
+ * between (the rollout: many decode steps against the same weights).
+ * gemm_weights_frozen(0) frees the packed copies. Not nested; at most 256 MB
+ * of packed weights are kept (past that W is packed per call). */
+void gemm_weights_frozen(int on);
+/* C[M,N] = A[M,K] · W[N,K]^T + beta * C (beta 0 or 1): gemm with the frozen
+ * weights' packed copy when there is one; bitwise the same result either way. */
+void gemm_weight(int M, int N, int K, const float *A, const float *W, float beta, float *C);
+
 /* y[M,N] (+)= x[M,K] · W[N,K]^T: the Linear layer (W in HF [out, in] layout). */
 static inline void linear_fwd(float *y, const float *x, const float *W, int M, int N, int K, int accumulate) {
-    gemm(0, 1, M, N, K, 1.0f, x, K, W, K, accumulate ? 1.0f : 0.0f, y, N);
+    gemm_weight(M, N, K, x, W, accumulate ? 1.0f : 0.0f, y);
 }
 /* dx[M,K] += dy[M,N] · W[N,K] */
 static inline void linear_bwd_x(float *dx, const float *dy, const float *W, int M, int N, int K) {

@@ -4,6 +4,7 @@
  * over all tokens (the keys of one call stay in L1). Each sum runs in a fixed
  * order, so results are reproducible. */
 #include "latent_attn.h"
+#include "ops.h"
 
 #include <math.h>
 
@@ -46,7 +47,7 @@ static void scores4(float *sc, const float *qa, long lda, const float *qb, long 
 static void softmax_row(float *s, int T) {
     float mx = -INFINITY;
     for (int t = 0; t < T; t++) mx = s[t] > mx ? s[t] : mx;
-    for (int t = 0; t < T; t++) s[t] = expf(s[t] - mx);
+    exp_shifted(s, T, mx);
     double part[4] = {0, 0, 0, 0};
     int t = 0;
     for (; t + 4 <= T; t += 4)

@@ -1,5 +1,7 @@
 /* ops: see ops.h. */
 #include "ops.h"
+#include "simd.h"
+#include "vexpf.h"
 
 #include <math.h>
 #include <omp.h>
@@ -106,14 +108,40 @@ void rope_apply(float *x, const float *cs, const float *sn, int N, int nvec, int
     }
 }
 
+void exp_shifted(float *x, long n, float shift) {
+    const long nv = n / VW * VW;
+    const vf sh = vbcast(shift);
+    for (long i = 0; i < nv; i += VW) vstore(x + i, vexpf(vload(x + i) - sh));
+    for (long i = nv; i < n; i++) x[i] = expf(x[i] - shift);
+}
+
+/* SwiGLU runs VW elements at a time with vexpf (the same bits as expf) and
+ * the scalar code's operations in its order, so the results are bitwise those
+ * of the scalar loops, which still do the tail (test_vexpf checks both). */
 void swiglu_fwd(float *h, const float *g, const float *u, long n) {
+    const long nv = n / VW;
+    const vf one = vbcast(1.0f);
 #pragma omp parallel for if (!omp_in_parallel() && n > 65536)
-    for (long i = 0; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    for (long b = 0; b < nv; b++) {
+        const long i = b * VW;
+        vf gv = vload(g + i);
+        vstore(h + i, gv / (one + vexpf(-gv)) * vload(u + i));
+    }
+    for (long i = nv * VW; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
 void swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, long n) {
+    const long nv = n / VW;
+    const vf one = vbcast(1.0f);
 #pragma omp parallel for if (!omp_in_parallel() && n > 65536)
-    for (long i = 0; i < n; i++) {
+    for (long b = 0; b < nv; b++) {
+        const long i = b * VW;
+        vf gv = vload(g + i), dhv = vload(dh + i);
+        vf s = one / (one + vexpf(-gv));
+        vstore(du + i, dhv * (gv * s));
+        vstore(dg + i, dhv * vload(u + i) * s * (one + gv * (one - s)));
+    }
+    for (long i = nv * VW; i < n; i++) {
         float s = 1.0f / (1.0f + expf(-g[i]));
         float silu = g[i] * s;
         du[i] = dh[i] * silu;

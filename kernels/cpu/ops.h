@@ -21,6 +21,10 @@ void rope_table(float *cs, float *sn, const int *pos, const float *inv_freq, flo
  * inverse=1 applies the transposed rotation (the backward). */
 void rope_apply(float *x, const float *cs, const float *sn, int N, int nvec, int vstride, int ldx, int dr, int inverse);
 
+/* In place: x[i] = expf(x[i] - shift), i < n, VW at a time (kernels/cpu/vexpf.h:
+ * bitwise the same as the scalar expf loop); the softmaxes' exponentials. */
+void exp_shifted(float *x, long n, float shift);
+
 /* h[N,I] = silu(g) * u */
 void swiglu_fwd(float *h, const float *g, const float *u, long n);
 /* dg, du from dh (overwrite). */

@@ -71,7 +71,40 @@ static void check_threads_and_beta0(void) {
         }
 }
 
+/* gemm_weight with frozen weights (packed once, on the first call) gives the
+ * bits of plain gemm, on the first and on later calls, at 1 and 2 threads,
+ * for beta 0 and 1; after gemm_weights_frozen(0) a changed W is seen. */
+static void check_frozen_weights(void) {
+    const int shapes[][3] = {{4, 16, 8}, {7, 33, 300}, {97, 257, 513}, {200, 70, 31}, {203, 300, 600}, {2, 40, 9}};
+    int nt0 = omp_get_max_threads();
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        unsigned seed = 3u + (unsigned)s;
+        float *A = malloc(sizeof(float) * M * K), *W = malloc(sizeof(float) * N * K);
+        float *C0 = malloc(sizeof(float) * M * N), *C1 = malloc(sizeof(float) * M * N);
+        for (long i = 0; i < (long)M * K; i++) A[i] = frand(&seed);
+        for (long i = 0; i < (long)N * K; i++) W[i] = frand(&seed);
+        for (int round = 0; round < 2; round++) { /* round 1: W changed between two frozen periods */
+            if (round) W[0] += 1.0f, W[(long)N * K - 1] -= 0.5f;
+            gemm_weights_frozen(1);
+            for (int call = 0; call < 4; call++) { /* calls 0, 1: first use and cache hit, 1 thread; 2, 3: 2 threads */
+                omp_set_num_threads(call < 2 ? 1 : 2);
+                float beta = call & 1 ? 1.0f : 0.0f;
+                for (long i = 0; i < (long)M * N; i++) C0[i] = C1[i] = frand(&seed);
+                gemm(0, 1, M, N, K, 1.0f, A, K, W, K, beta, C0, N);
+                gemm_weight(M, N, K, A, W, beta, C1);
+                CHECK(!memcmp(C0, C1, sizeof(float) * M * N), "frozen M=%d N=%d K=%d round %d call %d: differs from gemm",
+                      M, N, K, round, call);
+            }
+            gemm_weights_frozen(0);
+        }
+        free(A), free(W), free(C0), free(C1);
+    }
+    omp_set_num_threads(nt0);
+}
+
 int main(void) {
+    check_frozen_weights();
     int shapes[][3] = {{1, 1, 1}, {1, 300, 77}, {3, 129, 257}, {4, 16, 8}, {6, 32, 256}, {7, 33, 300},
                        {97, 257, 513}, {200, 70, 31}, {13, 1000, 5}, {203, 300, 600}, {100, 40, 4500}};
     double worst_all = 0;
