@@ -24,10 +24,16 @@ static const char *const snapshot_sql =
     "SELECT (SELECT count(*) FROM steps), (SELECT count(*) FROM rollouts) = (SELECT count(*) FROM steps) * 128,"
     " (SELECT count(*) FROM rewards) = (SELECT count(*) FROM rollouts) * 2";
 
-static void writer(const char *db) {
+/* ready: a pipe's write end; one byte once the store is open. Readers start only
+ * then, as a user's queries start while training runs: with no connection held,
+ * the shell's own close would checkpoint the WAL under an exclusive lock (what a
+ * slow writer start-up under ASan exposed), which is not the case under test. */
+static void writer(const char *db, int ready) {
     Err err = {0};
     Store *st = store_open(db, &err);
     if (!st) { fprintf(stderr, "writer: %s\n", err.msg); _exit(3); }
+    if (write(ready, "r", 1) != 1) _exit(5);
+    close(ready);
     for (long s = 0; s < STEPS; s++)
         if (synth_write_step(st, &cfg, s, &err)) { fprintf(stderr, "writer: %s\n", err.msg); _exit(4); }
     store_close(st);
@@ -68,8 +74,14 @@ int main(void) {
     CHECK(st != NULL, "create: %s", err.msg);
     store_close(st);
 
+    int ready[2];
+    CHECK(pipe(ready) == 0, "pipe");
     pid_t w = fork();
-    if (w == 0) writer(db);
+    if (w == 0) writer(db, ready[1]);
+    close(ready[1]);
+    char byte;
+    CHECK(read(ready[0], &byte, 1) == 1, "the writer did not open the store");
+    close(ready[0]);
     pid_t r = fork();
     if (r == 0) api_reader(db);
     snprintf(cmd, sizeof cmd,
