@@ -36,36 +36,6 @@ static char *extra_pred(const char *extras) {
     return s;
 }
 
-typedef struct StopCtx {
-    const Tokenizer *tok;
-    const EvalOpts *o;
-} StopCtx;
-
-/* Where the first stop string starts in text, or -1. The trainer's semantics
- * (vLLM's): a stop string anywhere in the output ends it, the earliest wins,
- * and the completion text is cut before it (include_stop_str_in_output =
- * False), so training rollouts and evaluations see the same texts. */
-static long stop_find(const EvalOpts *o, const char *text) {
-    long at = -1;
-    for (int s = 0; s < o->n_stop; s++) {
-        const char *hit = o->stop[s][0] ? strstr(text, o->stop[s]) : NULL;
-        if (hit && (at < 0 || hit - text < at)) at = hit - text;
-    }
-    return at;
-}
-
-/* Stops a sample when its decoded text contains a stop string. */
-static int stop_check(void *ctx, int sample, const int *tokens, int n) {
-    const StopCtx *sc = ctx;
-    TokText txt = {0};
-    Err err = {0};
-    /* int and int32_t are the same type on every supported target */
-    int hit = !tok_decode(sc->tok, (const int32_t *)tokens, n, 0, &txt, &err) && txt.s && stop_find(sc->o, txt.s) >= 0;
-    free(txt.s);
-    (void)sample;
-    return hit;
-}
-
 /* The batch being evaluated: rows b0 .. b0+P-1, N = P*G samples. */
 typedef struct EvalBatch {
     int b0, P, G, N, K;
@@ -105,15 +75,16 @@ static int batch_run(Model *m, const Tokenizer *tok, const Dataset *d, RewardSet
     ro.sampling = o->sampling;
     int eos = tok_eos(tok);
     if (eos >= 0) ro.eos_ids = &eos, ro.n_eos = 1;
-    StopCtx sc = {tok, o};
-    if (o->n_stop) ro.stop = stop_check, ro.stop_ctx = &sc;
+    RunStop stops = {.tok = tok};
+    for (int s = 0; s < o->n_stop && s < RUNCTX_MAX_STOP; s++) stops.stop[stops.n++] = o->stop[s];
+    if (stops.n) ro.stop = runctx_stop_check, ro.stop_ctx = &stops;
     if (rollout_generate(m, P, pp, pl, &ro, &b->res, err)) goto out;
     RewardSample *smp = xcalloc(N, sizeof *smp);
     b->txt = xcalloc(N, sizeof(char *));
     for (int i = 0; i < N; i++) {
         const RolloutSample *s = &b->res.s[i];
         if (!(b->txt[i] = runctx_completion_text(tok, s, err))) { free(smp); goto out; }
-        long at = s->finish == FINISH_STOP ? stop_find(o, b->txt[i]) : -1;
+        long at = s->finish == FINISH_STOP ? runctx_stop_find(&stops, b->txt[i]) : -1;
         if (at >= 0) b->txt[i][at] = 0;
         smp[i] = (RewardSample){b->pt[s->prompt].s ? b->pt[s->prompt].s : "", b->txt[i], d->rows[b->b0 + s->prompt],
                                 pl[s->prompt], s->n, finish_reason_name(s->finish)};

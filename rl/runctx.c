@@ -119,3 +119,23 @@ void runctx_progress(FILE *f, int final, const char *fmt, ...) {
     else fprintf(f, "%s\n", line);
     fflush(f);
 }
+
+long runctx_stop_find(const RunStop *rs, const char *text) {
+    long at = -1;
+    for (int s = 0; s < rs->n; s++) {
+        const char *hit = rs->stop[s][0] ? strstr(text, rs->stop[s]) : NULL;
+        if (hit && (at < 0 || hit - text < at)) at = hit - text;
+    }
+    return at;
+}
+
+int runctx_stop_check(void *ctx, int sample, const int *tokens, int n) {
+    const RunStop *rs = ctx;
+    TokText txt = {0};
+    Err err = {0};
+    /* int and int32_t are the same type on every supported target */
+    int hit = !tok_decode(rs->tok, (const int32_t *)tokens, n, 0, &txt, &err) && txt.s && runctx_stop_find(rs, txt.s) >= 0;
+    free(txt.s);
+    (void)sample;
+    return hit;
+}

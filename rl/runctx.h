@@ -22,6 +22,20 @@ int runctx_prompt(const Tokenizer *tok, const char *tpl, const cJSON *row, TokTe
 int runctx_save(Model *m, const char *tokdir, const char *dir, const char *dtype, Err *err);
 /* The text of a sample's completion (its EOS token left out); malloc'd, NULL on error. */
 char *runctx_completion_text(const Tokenizer *tok, const RolloutSample *s, Err *err);
+/* Stop strings, with vLLM's semantics for training and evaluation alike: a
+ * stop string anywhere in the decoded output ends the sample, the earliest one
+ * wins, and the completion text is cut before it (include_stop_str_in_output =
+ * False); the sampled tokens stay whole. */
+enum { RUNCTX_MAX_STOP = 4 };
+typedef struct RunStop {
+    const Tokenizer *tok;
+    const char *stop[RUNCTX_MAX_STOP];
+    int n;
+} RunStop;
+/* Where the first stop string starts in text, or -1. */
+long runctx_stop_find(const RunStop *rs, const char *text);
+/* RolloutOpts.stop callback (ctx: a RunStop): 1 when the decoded tokens contain a stop string. */
+int runctx_stop_check(void *ctx, int sample, const int *tokens, int n);
 /* Copies src to dst[n] with the two-character escape \\n turned into a newline
  * (so prompts and templates can be typed on a command line). */
 void runctx_unescape(char *dst, size_t n, const char *src);

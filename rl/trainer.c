@@ -97,34 +97,6 @@ static void round_free(Round *d) {
     memset(d, 0, sizeof *d);
 }
 
-typedef struct StopCtx { const Trainer *t; } StopCtx;
-
-/* Where the first stop string starts in text, or -1 (vLLM: a stop string
- * anywhere in the output ends it; the earliest one wins). */
-static long stop_find(const Recipe *r, const char *text) {
-    long at = -1;
-    for (int s = 0; s < r->n_stop; s++) {
-        const char *hit = r->stop[s][0] ? strstr(text, r->stop[s]) : NULL;
-        if (hit && (at < 0 || hit - text < at)) at = hit - text;
-    }
-    return at;
-}
-
-/* Stops a sample when its decoded text contains a stop string. */
-static int stop_check(void *ctx, int sample, const int *tokens, int n) {
-    const Trainer *t = ((StopCtx *)ctx)->t;
-    TokText txt = {0};
-    Err err = {0};
-    int32_t *ids = xmalloc(sizeof(int32_t) * (n ? n : 1));
-    for (int i = 0; i < n; i++) ids[i] = tokens[i];
-    int hit = 0;
-    if (!tok_decode(t->tok, ids, n, 0, &txt, &err) && txt.s) hit = stop_find(&t->r, txt.s) >= 0;
-    free(ids);
-    free(txt.s);
-    (void)sample;
-    return hit;
-}
-
 /* Prompts and rollouts of round `round` of step `step`, and the completion
  * texts (for finish "stop" cut before the stop string, as vLLM's
  * include_stop_str_in_output = False; the sampled tokens are kept whole). */
@@ -150,15 +122,16 @@ static int round_generate(Trainer *t, long step, int round, Round *d, SkipCount 
     ro.sample_base = (uint64_t)step * (uint64_t)d->N;
     int eos = tok_eos(t->tok);
     if (eos >= 0) ro.eos_ids = &eos, ro.n_eos = 1;
-    StopCtx sc = {t};
-    if (r->n_stop) ro.stop = stop_check, ro.stop_ctx = &sc;
+    RunStop stops = {.tok = t->tok};
+    for (int s = 0; s < r->n_stop && s < RUNCTX_MAX_STOP; s++) stops.stop[stops.n++] = r->stop[s];
+    if (stops.n) ro.stop = runctx_stop_check, ro.stop_ctx = &stops;
     int rc = rollout_generate(&t->m, d->P, pp, plen, &ro, &d->res, err);
     free(pp), free(plen);
     if (rc) return -1;
     d->ctext = xcalloc(d->N, sizeof(char *));
     for (int i = 0; i < d->N; i++) {
         if (!(d->ctext[i] = runctx_completion_text(t->tok, &d->res.s[i], err))) return -1;
-        long at = d->res.s[i].finish == FINISH_STOP ? stop_find(r, d->ctext[i]) : -1;
+        long at = d->res.s[i].finish == FINISH_STOP ? runctx_stop_find(&stops, d->ctext[i]) : -1;
         if (at >= 0) d->ctext[i][at] = 0;
     }
     return 0;
