@@ -139,3 +139,13 @@ int runctx_stop_check(void *ctx, int sample, const int *tokens, int n) {
     (void)sample;
     return hit;
 }
+
+int runctx_accuracy_index(const RewardSet *rs) {
+    int best = -1;
+    for (int j = 0; j < reward_set_count(rs); j++) {
+        const char *n = reward_set_name(rs, j);
+        if (!strcmp(n, "accuracy")) return j;
+        if (strstr(n, "accuracy") && (best < 0 || strcmp(n, reward_set_name(rs, best)) < 0)) best = j;
+    }
+    return best;
+}

@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "rl/recipe.h"
+#include "rewards/reward.h"
 #include "rl/rollout.h"
 
 /* Loads recipe->model (no MTP) and its tokenizer (recipe->tokenizer or the model dir). */
@@ -22,6 +23,10 @@ int runctx_prompt(const Tokenizer *tok, const char *tpl, const cJSON *row, TokTe
 int runctx_save(Model *m, const char *tokdir, const char *dir, const char *dtype, Err *err);
 /* The text of a sample's completion (its EOS token left out); malloc'd, NULL on error. */
 char *runctx_completion_text(const Tokenizer *tok, const RolloutSample *s, Err *err);
+/* The accuracy-like reward, as `grpo report --accuracy auto` picks it: the one
+ * named "accuracy", else the alphabetically first whose name contains it
+ * (e.g. math_accuracy); -1 when none does. */
+int runctx_accuracy_index(const RewardSet *rs);
 /* Stop strings, with vLLM's semantics for training and evaluation alike: a
  * stop string anywhere in the decoded output ends the sample, the earliest one
  * wins, and the completion text is cut before it (include_stop_str_in_output =

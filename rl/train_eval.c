@@ -7,18 +7,6 @@
 #include "rl/dataset.h"
 #include "rl/runctx.h"
 
-/* The reward `grpo report --accuracy auto` would pick: "accuracy", else the
- * alphabetically first name containing it, else script 0. */
-static int correct_index(const RewardSet *rs) {
-    int best = -1;
-    for (int j = 0; j < reward_set_count(rs); j++) {
-        const char *n = reward_set_name(rs, j);
-        if (!strcmp(n, "accuracy")) return j;
-        if (strstr(n, "accuracy") && (best < 0 || strcmp(n, reward_set_name(rs, best)) < 0)) best = j;
-    }
-    return best >= 0 ? best : 0;
-}
-
 EvalOpts train_eval_opts(const Recipe *r, const RewardSet *rs) {
     EvalOpts o = evaluate_defaults();
     o.k = r->eval_num_samples;
@@ -29,7 +17,8 @@ EvalOpts train_eval_opts(const Recipe *r, const RewardSet *rs) {
     o.sampling.top_p = r->top_p, o.sampling.top_k = r->top_k, o.sampling.min_p = r->min_p;
     o.prompt_template = r->prompt_template;
     for (int s = 0; s < r->n_stop && s < EVAL_MAX_STOP; s++) o.stop[o.n_stop++] = r->stop[s];
-    o.correct = correct_index(rs);
+    int acc = runctx_accuracy_index(rs);
+    o.correct = acc >= 0 ? acc : 0; /* no accuracy-like reward: the first script decides */
     o.keep_samples = 1;
     return o;
 }

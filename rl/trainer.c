@@ -586,17 +586,15 @@ fail:
     return -1;
 }
 
-/* Mean of the reward component whose name contains "accuracy" (NaN if none). */
+/* Mean of the accuracy-like reward (runctx_accuracy_index; NaN if none). */
 static double accuracy_of(const Trainer *t, const Step *d) {
-    for (int k = 0; k < t->K; k++) {
-        if (!strstr(reward_set_name(t->rs, k), "accuracy")) continue;
-        double s = 0;
-        int n = 0;
-        for (int i = 0; i < d->N; i++)
-            if (!isnan(d->per_func[i * t->K + k])) s += d->per_func[i * t->K + k], n++;
-        return n ? s / n : NAN;
-    }
-    return NAN;
+    int k = runctx_accuracy_index(t->rs);
+    if (k < 0) return NAN;
+    double s = 0;
+    int n = 0;
+    for (int i = 0; i < d->N; i++)
+        if (!isnan(d->per_func[i * t->K + k])) s += d->per_func[i * t->K + k], n++;
+    return n ? s / n : NAN;
 }
 
 /* ---- the reference model ----------------------------------------------------- */
