@@ -1,9 +1,8 @@
 /* sandbox: the supervisor side of one run (see sandbox.h).
  *
  * Validates the config, prepares everything the child needs (argv, environment,
- * seccomp program, pipes, stdin as a memfd, the tier 2 temp dir), starts the child
- * (fork for tier 2, clone with namespace flags for tier 1, then writes its uid/gid
- * maps), and supervises it: reads stdout/stderr up to the cap, enforces the wall
+ * seccomp program, pipes, stdin as a memfd, the tier 2 temp dir, tier 1's per-slot
+ * user and network namespaces), starts the child (sandbox_start_child), and supervises it: reads stdout/stderr up to the cap, enforces the wall
  * clock, has the whole tree killed at the end (tier 2: the child is a small init that
  * kills the program's process group and reaps it; tier 1: the pid namespace dies with
  * its init), reaps, and classifies the outcome. Also the helpers sandbox_zygote.c
@@ -36,6 +35,7 @@
 #include "sandbox_impl.h"
 
 enum { NS_INNER_UID = 1000, MAX_INPUT_BYTES = 64 << 20, MAX_ARGS_BYTES = 128 << 10 };
+enum { FILE_CAP_MB = 64, SLOT_WORK_MB = FILE_CAP_MB + 16 };  /* per file; tier 1's /work tmpfs */
 
 static const char *const status_names[] = {"ok", "runtime_error", "timeout", "memory",
                                            "output_limit", "killed", "sandbox_error"};
@@ -190,6 +190,28 @@ void sandbox_remove_tree(const char *dir) {
     rmdir(dir);
 }
 
+static int dir_entries(DIR *d) {
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    return n;
+}
+
+int sandbox_clear_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (e->d_type == DT_DIR) sandbox_remove_tree(path);
+        else unlink(path);
+    }
+    rewinddir(d);
+    int left = dir_entries(d);
+    closedir(d);
+    return left ? -1 : 0;
+}
+
 /* ---- starting the child ---- */
 
 static int write_proc(pid_t pid, const char *file, const char *text) {
@@ -212,41 +234,137 @@ static int write_maps(pid_t pid, int slot) {
     return write_proc(pid, "gid_map", map);
 }
 
-/* Tier 1's network namespace: one empty namespace per slot, made on the slot's first run
- * and entered by each later run's clone (the cloning thread switches into it around the
- * clone), instead of a new one per run: creating and tearing down a network namespace
- * (loopback registration, sysctl tables, the cleanup_net worker) cost more CPU than all
- * the rest of the set-up. Runs of a slot never overlap and each run's processes are gone
- * when it ends, so nothing (an abstract unix socket, say) passes from run to run; the
- * loopback stays down (the runs' user namespaces hold no capability over the namespace).
- * Returns the namespace fd, or -1 (then each run gets its own, as before). */
-static pthread_mutex_t netns_mu = PTHREAD_MUTEX_INITIALIZER;
-static int slot_netns[SANDBOX_MAX_SLOTS];  /* fd + 1; 0: not made yet */
-static int netns_broken;                   /* making one failed: do not retry */
-static pid_t netns_owner;                  /* a forked copy of the supervisor makes its own */
+/* Tier 1's long-lived namespaces: a user, a mount and a network namespace per slot, made
+ * on the slot's first run and entered (setns) by the child of each later run, while the
+ * pid, ipc and uts namespaces are new for each run.
+ * - The user namespace maps inner 0 to the slot's setup uid and NS_INNER_UID to its
+ *   program uid. Made once, the supervisor writes no uid maps per run and the child waits
+ *   for no handshake, which is what lets it start posix_spawn-style (sandbox_start_child).
+ * - The mount namespace holds the read-only view and the tmpfs /work, built once
+ *   (sandbox_child_slot_root); /work is emptied after each run. Building them per run
+ *   cost ~20 mount calls, and detaching the old root and tearing the namespace down each
+ *   waited for an expedited RCU grace period: the CPUs sat idle ~9% of the time.
+ * - The network namespace is empty and owned by our own user namespace, so a run holds no
+ *   capability over it (its loopback stays down). Making and tearing down one per run
+ *   (loopback registration, sysctl tables, the cleanup_net worker) cost more CPU than all
+ *   the rest of the set-up.
+ * Runs of a slot never overlap and each run's processes are gone when it ends, so nothing
+ * passes from run to run through them: a user namespace keeps only keyrings (keyctl,
+ * add_key and request_key are denied), programs can neither mount nor unmount (no
+ * capability, and seccomp), the only writable place is /work, which is emptied (a slot
+ * whose /work cannot be emptied is dropped and made anew), and the network namespace has
+ * no interface up (an abstract unix socket dies with its process). */
+typedef struct SlotNs { int made, user, mnt, net, work; } SlotNs;  /* work: /work, O_PATH */
+static pthread_mutex_t slotns_mu = PTHREAD_MUTEX_INITIALIZER;
+static SlotNs slot_ns[SANDBOX_MAX_SLOTS];
+static int netns_broken;   /* making one failed: each run gets its own */
+static pid_t slotns_owner; /* a forked copy of the supervisor makes its own */
 
-static int slot_netns_get(int slot, int back) {
-    pthread_mutex_lock(&netns_mu);
-    if (netns_owner != getpid()) {
-        for (int i = 0; i < SANDBOX_MAX_SLOTS; i++)
-            if (slot_netns[i] > 0) close(slot_netns[i] - 1);
-        memset(slot_netns, 0, sizeof slot_netns);
-        netns_owner = getpid();
+static void slot_ns_drop(SlotNs *s) {
+    int fds[] = {s->user, s->mnt, s->net, s->work};
+    for (int i = 0; i < 4; i++) if (fds[i] >= 0) close(fds[i]);
+    memset(s, 0, sizeof *s);
+}
+
+/* An empty network namespace owned by our user namespace; -1 if none can be made. */
+static int netns_make(void) {
+    int back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), fd = -1;
+    if (back >= 0 && unshare(CLONE_NEWNET) == 0) {  // this thread only, and back at once
+        fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (setns(back, CLONE_NEWNET) < 0) abort();  // cannot happen to a root that just left it
     }
-    int fd = slot_netns[slot] - 1;
-    if (fd < 0 && !netns_broken) {
-        if (unshare(CLONE_NEWNET) == 0) {
-            fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-            if (setns(back, CLONE_NEWNET) < 0) {  // cannot happen to a root that just left it
-                if (fd >= 0) close(fd);
-                fd = -1;
-            }
-        }
-        if (fd < 0) netns_broken = 1;
-        slot_netns[slot] = fd + 1;
-    }
-    pthread_mutex_unlock(&netns_mu);
+    if (back >= 0) close(back);
     return fd;
+}
+
+/* Waits (up to 10 s) for the helper's first report; 1 when it is CHILD_READY. */
+static int helper_ready(int fd, ChildReport *rep) {
+    struct pollfd pf = {fd, POLLIN, 0};
+    memset(rep, 0, sizeof *rep);
+    return poll(&pf, 1, 10000) == 1 && read(fd, rep, sizeof *rep) == (ssize_t)sizeof *rep && rep->kind == CHILD_READY;
+}
+
+/* The slot's user and mount namespaces: a helper is born in a new user namespace, we
+ * write its maps, it builds the root in a new mount namespace; we keep both namespaces
+ * and /work by fd, and the helper goes. 0, or -1 with errno (EIO: the helper failed,
+ * its reason in *why). */
+static int slot_root_make(int slot, SlotNs *s, char *why, size_t whyn) {
+    ChildPlan hp;
+    memset(&hp, 0, sizeof hp);
+    hp.tier = SANDBOX_TIER_NAMESPACES;
+    snprintf(hp.newroot, sizeof hp.newroot, "/tmp");
+    snprintf(hp.tmpfs_opts, sizeof hp.tmpfs_opts, "size=%dm,nr_inodes=4096,mode=0700,uid=%d,gid=%d",
+             SLOT_WORK_MB, NS_INNER_UID, NS_INNER_UID);
+    sandbox_plan_view(&hp, NULL);
+    int syncp[2], stp[2];
+    if (pipe2(syncp, O_CLOEXEC) < 0) return -1;
+    if (pipe2(stp, O_CLOEXEC) < 0) { close(syncp[0]), close(syncp[1]); return -1; }
+    hp.sync_fd = syncp[0];
+    hp.status_fd = stp[1];
+    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid == 0) sandbox_child_slot_root(&hp);
+    int e = errno;
+    close(syncp[0]);
+    close(stp[1]);
+    ChildReport rep;
+    int ok = pid > 0 && write_maps(pid, slot) == 0 && write(syncp[1], "x", 1) == 1 && helper_ready(stp[0], &rep);
+    if (pid > 0 && !ok) e = rep.kind == CHILD_SETUP_FAILED ? rep.err : EIO, snprintf(why, whyn, "%s", rep.what);
+    if (ok) {
+        char path[64];
+        const char *what[] = {"ns/user", "ns/mnt", "root/work"};
+        int *fd[] = {&s->user, &s->mnt, &s->work};
+        for (int i = 0; i < 3 && ok; i++) {
+            snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, what[i]);
+            ok = (*fd[i] = open(path, (i == 2 ? O_PATH | O_DIRECTORY : O_RDONLY) | O_CLOEXEC)) >= 0;
+            if (!ok) e = errno, snprintf(why, whyn, "opening %s of the slot's helper", what[i]);
+        }
+    }
+    close(syncp[1]);
+    close(stp[0]);
+    if (pid > 0) kill(pid, SIGKILL), waitpid(pid, NULL, 0);
+    errno = e;
+    return ok ? 0 : -1;
+}
+
+/* Fills the plan's namespace fds from the slot's (made on first use); the fd of its /work
+ * in *work. 0, or -1 with errno and the reason in why. */
+static int slot_ns_get(int slot, ChildPlan *plan, int *work, char *why, size_t whyn) {
+    pthread_mutex_lock(&slotns_mu);
+    if (slotns_owner != getpid()) {
+        for (int i = 0; i < SANDBOX_MAX_SLOTS; i++)
+            if (slot_ns[i].made) slot_ns_drop(&slot_ns[i]);
+        slotns_owner = getpid();
+    }
+    SlotNs *s = &slot_ns[slot];
+    int rc = 0;
+    if (!s->made) {
+        *s = (SlotNs){1, -1, -1, -1, -1};
+        snprintf(why, whyn, "making the slot's user namespace");
+        rc = slot_root_make(slot, s, why, whyn);
+        if (rc == 0 && !netns_broken && (s->net = netns_make()) < 0) netns_broken = 1;
+        if (rc < 0) {
+            int e = errno;
+            slot_ns_drop(s);  // try again next run
+            errno = e;
+        }
+    }
+    plan->userns_fd = s->user;
+    plan->mntns_fd = s->mnt;
+    plan->netns_fd = s->net;
+    *work = s->work;
+    pthread_mutex_unlock(&slotns_mu);
+    return rc;
+}
+
+/* After a tier 1 run: empties the slot's /work, or drops the slot's namespaces so that the
+ * next run gets new ones when something is left. */
+static void slot_work_clear(int slot, int work) {
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/self/fd/%d", work);
+    if (sandbox_clear_dir(dir) == 0) return;
+    pthread_mutex_lock(&slotns_mu);
+    if (slot_ns[slot].made && slot_ns[slot].work == work) slot_ns_drop(&slot_ns[slot]);
+    pthread_mutex_unlock(&slotns_mu);
 }
 
 /* clone3's arguments up to `cgroup` (CLONE_ARGS_SIZE_VER2), spelled out here because
@@ -260,9 +378,9 @@ typedef struct Clone3Args {
  * >= 0: clone3 CLONE_INTO_CGROUP (kernel >= 5.7). Moving a process into a cgroup after
  * the fact takes the cgroup threadgroup lock for writing, which waits for an RCU grace
  * period: milliseconds of latency per run. Without clone3 (ENOSYS, or a seccomp profile
- * refusing it) *placed stays 0 and the caller moves the child. Raw clone, like tier 1
- * always did: the child runs async-signal-safe code only, so glibc's fork handlers are not
- * needed. Returns the pid, 0 in the child, -1 with errno. */
+ * refusing it) *placed stays 0 and the child joins by itself. Raw clone: the child runs
+ * async-signal-safe code only, so glibc's fork handlers are not needed. Returns the pid,
+ * 0 in the child, -1 with errno. */
 static pid_t clone_child(long flags, int cgdir, int *placed) {
     *placed = 0;
     if (cgdir >= 0) {
@@ -277,56 +395,41 @@ static pid_t clone_child(long flags, int cgdir, int *placed) {
     return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
 }
 
-/* clone into tier 1's namespaces; the slot's network namespace when it has one. */
-static pid_t clone_tier1(int slot, int cgdir, int *placed) {
-    long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
-    int back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    int net = back >= 0 ? slot_netns_get(slot, back) : -1;
-    if (net < 0 || setns(net, CLONE_NEWNET) < 0) {
-        flags |= CLONE_NEWNET;
-        net = -1;
-    }
-    pid_t pid = clone_child(flags, cgdir, placed);
-    if (pid == 0) return 0;
-    int e = errno;
-    if (net >= 0 && setns(back, CLONE_NEWNET) < 0) {
-        // This thread would be left in the sandbox's empty namespace: refuse to go on.
-        if (pid > 0) kill(pid, SIGKILL), waitpid(pid, NULL, 0);
-        pid = -1;
-        e = EPERM;
-    }
-    if (back >= 0) close(back);
-    errno = e;
-    return pid;
-}
+static int child_entry(void *plan) { sandbox_child_main(plan); }
 
-pid_t sandbox_start_child(ChildPlan *plan, int slot, int *sync_w) {
-    int placed;
-    if (plan->tier == SANDBOX_TIER_SECCOMP) {
-        pid_t pid = clone_child(0, plan->cgroup_dir, &placed);
+/* Two ways to start the child. At tier 1 a program that is exec'd straight after set-up
+ * (Python, shell) starts posix_spawn-style: CLONE_VM | CLONE_VFORK on a stack of its own, so the
+ * kernel copies none of the supervisor's memory (copying the page tables of a large
+ * process, then the copy-on-write faults on both sides until execve, was the biggest
+ * part of the supervisor's cost per run), and this thread sleeps until the child has
+ * exec'd or failed. The child only reads the plan and writes its own stack (and errno,
+ * this thread's, which is asleep). Fork-style instead: tier 2's child, which stays as
+ * the program's init (its init starts the program vfork-style, see sandbox_child.c); a C
+ * program, which the child compiles before exec while this thread must stay free to
+ * supervise; a run with a cgroup, born in it through clone3 (which would need a stack
+ * switch in assembly to run on a stack of its own). Signals
+ * are blocked around the clone so that no handler of ours runs in the child; the child
+ * resets every handler and unblocks just before execve. */
+pid_t sandbox_start_child(ChildPlan *plan) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    long ns = plan->tier == SANDBOX_TIER_NAMESPACES ? CLONE_NEWPID : 0;
+    pid_t pid;
+    if (ns && !plan->cc_argv[0] && plan->cgroup_dir < 0) {
+        _Alignas(64) char stack[64 << 10];  // the child's, while this frame sleeps
+        pid = clone(child_entry, stack + sizeof stack, CLONE_VM | CLONE_VFORK | ns | SIGCHLD, plan);
+    } else {
+        int placed;
+        pid = clone_child(ns, plan->cgroup_dir, &placed);
         if (pid == 0) {
             if (placed) plan->cgroup_fd = -1;  // (our copy of the plan) already in the cgroup
             sandbox_child_main(plan);
         }
-        return pid;
     }
-    pid_t pid = clone_tier1(slot, plan->cgroup_dir, &placed);
-    if (pid == 0) sandbox_child_main(plan);
-    if (pid < 0) return -1;
-    int rc = write_maps(pid, slot);
-    // Into the run's cgroup before it runs anything, unless clone3 put it there: the child
-    // cannot move itself from inside its user namespace (the files belong to our uid).
-    if (rc == 0 && !placed && plan->cgroup_fd >= 0 && dprintf(plan->cgroup_fd, "%d", (int)pid) < 0) rc = -1;
     int e = errno;
-    if (rc == 0 && write(*sync_w, "x", 1) != 1) rc = -1;
-    close(*sync_w);
-    *sync_w = -1;
-    if (rc < 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        errno = e;
-        return -1;
-    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
     return pid;
 }
 
@@ -340,16 +443,14 @@ int sandbox_plan_build(ChildPlan *plan, const SandboxConfig *cfg, int tier, cons
     plan->parent_pid = getpid();
     plan->extra_fd = -1;
     plan->cgroup_fd = plan->cgroup_dir = -1;
-    snprintf(plan->newroot, sizeof plan->newroot, "/tmp");
+    plan->userns_fd = plan->mntns_fd = plan->netns_fd = plan->sync_fd = -1;
     long mem = cfg->memory_mb ? cfg->memory_mb : 1024;
     double timeout = cfg->timeout_s > 0 ? cfg->timeout_s : 10.0;
     plan->memory_mb = mem;
     plan->cpu_s = (long)ceil(timeout) + 1;
-    plan->fsize_mb = 64;
+    plan->fsize_mb = FILE_CAP_MB;
     plan->nproc = 64;
     plan->nofile = 64;
-    snprintf(plan->tmpfs_opts, sizeof plan->tmpfs_opts, "size=%ldm,nr_inodes=4096,mode=0700,uid=%d,gid=%d",
-             plan->fsize_mb + 16, NS_INNER_UID, NS_INNER_UID);
     const char *tool = sandbox_tool_path(cfg->lang);
     if (!tool) {
         static const char *const what[] = {"python3", "cc", "sh"};
@@ -387,13 +488,19 @@ void sandbox_plan_env(ChildPlan *plan, SandboxEnv *env) {
     plan->envp[4] = NULL;
 }
 
-/* The read-only view: system dirs plus the prefix of an interpreter living elsewhere. */
+/* The read-only view: system dirs plus the prefix of an interpreter living elsewhere
+ * (cfg NULL: of every language's, for tier 1's per-slot root). */
 void sandbox_plan_view(ChildPlan *plan, const SandboxConfig *cfg) {
     static const char *const sys[] = {"/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin",
                                       "/etc/ld.so.cache", "/etc/alternatives"};
     for (size_t i = 0; i < sizeof sys / sizeof *sys; i++) plan->ro_paths[plan->nro++] = sys[i];
-    const char *prefix = sandbox_tool_prefix(cfg->lang);
-    if (prefix) plan->ro_paths[plan->nro++] = prefix;
+    for (int lang = SANDBOX_PYTHON; lang <= SANDBOX_SHELL; lang++) {
+        if (cfg && (SandboxLang)lang != cfg->lang) continue;
+        const char *prefix = sandbox_tool_prefix((SandboxLang)lang);
+        int seen = 0;
+        for (int i = 0; i < plan->nro && prefix; i++) seen |= !strcmp(plan->ro_paths[i], prefix);
+        if (prefix && !seen) plan->ro_paths[plan->nro++] = prefix;
+    }
 }
 
 /* ---- supervision ---- */
@@ -579,7 +686,7 @@ static int read_reports(int fd, int tier, ChildReport *rep) {
 /* Prepares the plan for a validated cfg at tier (uid, view, environment, filter); 0, or
  * -1 with res->message set (no interpreter, no filter: the sandbox cannot run). */
 static int plan_prepare(ChildPlan *plan, SandboxEnv *env, const SandboxConfig *cfg, int tier, const char *workdir,
-                        SandboxResult *res) {
+                        int *slot_work, SandboxResult *res) {
     Err e = {0};
     if (sandbox_plan_build(plan, cfg, tier, workdir, &e) < 0 || sandbox_filter_get(&plan->filter, &e) < 0) {
         snprintf(res->message, sizeof res->message, "%s", e.msg);
@@ -588,30 +695,33 @@ static int plan_prepare(ChildPlan *plan, SandboxEnv *env, const SandboxConfig *c
     sandbox_plan_env(plan, env);
     sandbox_plan_view(plan, cfg);
     plan->landlock_abi = sandbox_landlock_abi();
-    if (tier == SANDBOX_TIER_NAMESPACES) plan->uid = plan->gid = NS_INNER_UID;
-    else if (geteuid() == 0) plan->uid = plan->gid = sandbox_slot_uid_inner(cfg->slot, 1);
+    if (tier == SANDBOX_TIER_NAMESPACES) {
+        plan->uid = plan->gid = NS_INNER_UID;
+        char why[64];
+        if (slot_ns_get(cfg->slot, plan, slot_work, why, sizeof why) < 0) {
+            snprintf(res->message, sizeof res->message, "tier 1 slot %d: %s: %s", cfg->slot, why, strerror(errno));
+            return -1;
+        }
+    } else if (geteuid() == 0) plan->uid = plan->gid = sandbox_slot_uid_inner(cfg->slot, 1);
     return 0;
 }
 
 /* Starts the child with its pipes; returns its pid (out/err/status read ends in the
  * arrays), or -1 with res->message set and every fd closed. */
 static pid_t launch(ChildPlan *plan, const SandboxConfig *cfg, int outp[2], int errp[2], int stp[2], SandboxResult *res) {
-    int syncp[2] = {-1, -1};
     int in_fd = sandbox_stdin_memfd(cfg);
-    int ok = in_fd >= 0 && pipe2(outp, O_CLOEXEC) == 0 && pipe2(errp, O_CLOEXEC) == 0 && pipe2(stp, O_CLOEXEC) == 0 &&
-             (plan->tier != SANDBOX_TIER_NAMESPACES || pipe2(syncp, O_CLOEXEC) == 0);
+    int ok = in_fd >= 0 && pipe2(outp, O_CLOEXEC) == 0 && pipe2(errp, O_CLOEXEC) == 0 && pipe2(stp, O_CLOEXEC) == 0;
     pid_t pid = -1;
     if (ok) {
         plan->stdin_fd = in_fd;
         plan->out_fd = outp[1];
         plan->err_fd = errp[1];
         plan->status_fd = stp[1];
-        plan->sync_fd = syncp[0];
-        pid = sandbox_start_child(plan, cfg->slot, &syncp[1]);
+        pid = sandbox_start_child(plan);
     }
     int e = errno;
-    int child_side[] = {in_fd, outp[1], errp[1], stp[1], syncp[0], syncp[1]};
-    for (int i = 0; i < 6; i++) if (child_side[i] >= 0) close(child_side[i]);
+    int child_side[] = {in_fd, outp[1], errp[1], stp[1]};
+    for (int i = 0; i < 4; i++) if (child_side[i] >= 0) close(child_side[i]);
     if (pid < 0) {
         snprintf(res->message, sizeof res->message, "starting the sandboxed process: %s", strerror(e));
         int rest[] = {outp[0], errp[0], stp[0]};
@@ -669,7 +779,9 @@ static void run_tier(const SandboxConfig *cfg, int tier, SandboxResult *res) {
     SandboxCgroup cg = {-1, -1, -1, ""};
     int use_cg = sandbox_cgroup_info()->usable;
     res->cgroup = use_cg ? "v2" : "none";
-    if (plan_prepare(&plan, &env, cfg, tier, workdir, res) == 0 && (!use_cg || cgroup_prepare(&cg, &plan, res) == 0))
+    int slot_work = -1;
+    if (plan_prepare(&plan, &env, cfg, tier, workdir, &slot_work, res) == 0 &&
+        (!use_cg || cgroup_prepare(&cg, &plan, res) == 0))
         pid = launch(&plan, cfg, outp, errp, stp, res);
     if (pid > 0) {
         size_t capn = cfg->output_cap ? cfg->output_cap : (1u << 20);
@@ -691,6 +803,7 @@ static void run_tier(const SandboxConfig *cfg, int tier, SandboxResult *res) {
     }
     if (use_cg) cgroup_finish(&cg, res);
     if (tier == SANDBOX_TIER_SECCOMP) sandbox_remove_tree(workdir);
+    if (slot_work >= 0) slot_work_clear(cfg->slot, slot_work);  // the run's processes are all gone
 }
 
 int sandbox_run(const SandboxConfig *cfg, SandboxResult *res, Err *err) {

@@ -1,16 +1,19 @@
-/* sandbox_child: what runs in the child between fork (or clone) and execve.
+/* sandbox_child: what runs in the child between clone and execve, and tier 1's per-slot
+ * root (sandbox_child_slot_root).
  *
- * Order matters: die-with-parent; (tier 1) wait for the uid/gid maps, build the
- * read-only root and the tmpfs /work, pivot_root; (tier 2) fork under a small reaping
- * init (run_init) into a new process group; drop to the slot uid;
- * write the program files; rlimits; (tier 2) Landlock; no_new_privs + seccomp; execve.
+ * Order matters: die-with-parent; every signal handler back to default; (tier 1) enter
+ * the slot's network, user and mount namespaces (the read-only root and the tmpfs /work
+ * built once per slot) and unshare ipc and uts ones; (tier 2) a small reaping init (run_init)
+ * starts the program in a new process group; drop to the slot uid; write the program
+ * files; rlimits; (tier 2) Landlock; no_new_privs + seccomp; unblock signals; execve.
  * For C, the child first forks the compiler under the same limits and waits for it.
  *
  * Only async-signal-safe calls are used (the supervisor may be multithreaded): no
- * malloc, no stdio. Both tiers start from a raw clone, which skips glibc's fork handlers,
- * so glibc's view of the threads is stale there: credentials change through raw
- * syscalls (glibc's setresuid would try to signal the parent's other threads and hang)
- * and further children come from raw_fork, not fork().
+ * malloc, no stdio. The child may share the supervisor's memory (sandbox_start_child):
+ * it writes nothing but its own stack. Children start from a raw clone, which skips
+ * glibc's fork handlers, so glibc's view of the threads is stale there: credentials
+ * change through raw syscalls (glibc's setresuid would try to signal the parent's other
+ * threads and hang) and further children come from raw clones, not fork().
  *
  * A setup failure writes a ChildReport to the status pipe and exits 127; the supervisor
  * turns it into SANDBOX_ERROR (or a compile error). */
@@ -23,6 +26,7 @@
 #include <linux/landlock.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -249,11 +253,50 @@ static void compile_c(const ChildPlan *p) {
     }
 }
 
+/* Every handler back to default, and ignored signals too (an ignored SIGPIPE would
+ * otherwise survive execve): the child must not run the supervisor's handlers, and the
+ * program starts as from a clean shell. Signals stay blocked until execve. */
+static void reset_signals(void) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);  // glibc's own ones: EINVAL
+}
+
+/* Tier 1: no supplementary groups (ours would follow us into the namespace, where they
+ * cannot be dropped), then into the slot's namespaces: network first, while we still
+ * have the rights over it, then user and mount (the prepared root, cwd at its /); private
+ * ipc and uts namespaces owned by the slot's user namespace. The pid namespace came with
+ * the clone. */
+static void enter_namespaces(const ChildPlan *p) {
+    if (syscall(SYS_setgroups, 0, NULL) < 0) die(p, "dropping supplementary groups");
+    if (p->netns_fd >= 0 && setns(p->netns_fd, CLONE_NEWNET) < 0) die(p, "entering the slot's network namespace");
+    if (setns(p->userns_fd, CLONE_NEWUSER) < 0) die(p, "entering the slot's user namespace");
+    if (setns(p->mntns_fd, CLONE_NEWNS) < 0) die(p, "entering the slot's mount namespace");
+    if (unshare(CLONE_NEWIPC | CLONE_NEWUTS | (p->netns_fd < 0 ? CLONE_NEWNET : 0)) < 0)
+        die(p, "unsharing the run's namespaces");
+}
+
+void sandbox_child_slot_root(const ChildPlan *p) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die(p, "PR_SET_PDEATHSIG");
+    char c;
+    if (read(p->sync_fd, &c, 1) != 1) _exit(127);  // the supervisor went away
+    // Root of the namespace (mapped to the slot's setup uid): files are created by it.
+    if (raw_setids(0, 0, 0) < 0) die(p, "becoming root in the user namespace");
+    if (unshare(CLONE_NEWNS) < 0) die(p, "unsharing the slot's mount namespace");
+    build_root(p);
+    report(p, CHILD_READY, "slot root ready", 0);
+    for (;;) pause();  // the supervisor keeps the namespaces and kills us
+}
+
+static void child_finish(const ChildPlan *p) __attribute__((noreturn));
+
 /* Tier 2 keeps a small init between the supervisor and the program: a session leader
- * and child subreaper that forks the program into its own process group, reaps every
+ * and child subreaper that starts the program in its own process group, reaps every
  * orphan of the tree (they would otherwise become zombies of the host's init), kills
  * the program's group when the program exits or on SIGTERM from the supervisor, and
- * exits with the program's status. Returns only in the program's process. */
+ * exits with the program's status. */
 static volatile pid_t init_prog;
 
 static void init_on_term(int sig) {
@@ -261,7 +304,21 @@ static void init_on_term(int sig) {
     else _exit(128 + sig);
 }
 
-static void run_init(const ChildPlan *p) {
+typedef struct ProgStart { const ChildPlan *plan; pid_t init_pid; } ProgStart;
+
+/* The program's process under the init (shares the init's memory when started vfork-style). */
+static int prog_main(void *arg) {
+    const ProgStart *ps = arg;
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGTERM, &dfl, NULL);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != ps->init_pid) _exit(127);
+    if (setpgid(0, 0) < 0) die(ps->plan, "setpgid");
+    child_finish(ps->plan);
+}
+
+__attribute__((noreturn)) static void run_init(const ChildPlan *p) {
     struct rlimit no_core = {0, 0};
     setrlimit(RLIMIT_CORE, &no_core);  // the init re-raises the program's signal below
     if (setsid() < 0) die(p, "setsid");
@@ -269,23 +326,26 @@ static void run_init(const ChildPlan *p) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = init_on_term;
-    sigaction(SIGTERM, &sa, NULL);
-    pid_t init_pid = getpid();
-    pid_t prog = raw_fork();
-    if (prog < 0) die(p, "fork of the program");
-    if (prog == 0) {
-        sa.sa_handler = SIG_DFL;
-        sigaction(SIGTERM, &sa, NULL);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != init_pid) _exit(127);
-        if (setpgid(0, 0) < 0) die(p, "setpgid");
-        return;
+    sigaction(SIGTERM, &sa, NULL);  // delivered once signals are unblocked below
+    ProgStart ps = {p, getpid()};
+    pid_t prog;
+    if (!p->cc_argv[0]) {  // exec'd at once: vfork-style, nothing of ours is copied
+        _Alignas(64) char stack[64 << 10];
+        prog = clone(prog_main, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &ps);
+    } else {  // compiled first: we stay free meanwhile
+        prog = raw_fork();
+        if (prog == 0) prog_main(&ps);
     }
+    if (prog < 0) die(p, "starting the program");
     init_prog = prog;
     report(p, CHILD_PROGRAM_PID, "program pid", (int)prog);  // lets the supervisor sweep the group
     // Die-with-parent for the whole tree: PDEATHSIG is not inherited, so the program's own
     // children would outlive a SIGKILLed init. SIGTERM instead runs init_on_term, which
     // kills the program's group; the loop below then reaps it and exits.
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != p->parent_pid) kill(-prog, SIGKILL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     // The init never execs: drop every fd, including the pipes of other runs that a
     // multithreaded supervisor had open when it forked us (they would hold those open).
     if (syscall(SYS_close_range, 0, ~0U, 0) < 0)
@@ -306,31 +366,28 @@ static void run_init(const ChildPlan *p) {
     int sig = WTERMSIG(main_status);
     sa.sa_handler = SIG_DFL;
     sigaction(sig, &sa, NULL);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, sig);
-    sigprocmask(SIG_UNBLOCK, &set, NULL);
     kill(getpid(), sig);  // not raise(): after a raw clone glibc's idea of our thread id is stale
     _exit(128 + sig);
 }
 
 void sandbox_child_main(const ChildPlan *p) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die(p, "PR_SET_PDEATHSIG");
+    reset_signals();
+    // Join the run's cgroup first (while we still have the rights on it), so the program
+    // and all it starts are in it (-1 when clone3 already started us there, or when
+    // there is none).
+    if (p->cgroup_fd >= 0 && write(p->cgroup_fd, "0", 1) != 1) die(p, "joining the run's cgroup");
     if (p->tier == SANDBOX_TIER_NAMESPACES) {
-        char c;
-        if (read(p->sync_fd, &c, 1) != 1) _exit(127);  // the supervisor went away
-        // Become the namespace's root (mapped to the slot's setup uid): files can only
-        // be created by a mapped uid.
-        if (raw_setids(0, 0, 0) < 0) die(p, "becoming root in the user namespace");
-        build_root(p);
+        enter_namespaces(p);
         if (setsid() < 0) die(p, "setsid");  // pid 1 of the namespace: its death ends the tree
-    } else {
-        if (getppid() != p->parent_pid) _exit(127);  // the parent died before PDEATHSIG was armed
-        // Join the run's cgroup first, so the program and all it starts are in it (-1 when
-        // clone3 already started us there, or when there is none).
-        if (p->cgroup_fd >= 0 && write(p->cgroup_fd, "0", 1) != 1) die(p, "joining the run's cgroup");
-        run_init(p);
+        child_finish(p);
     }
+    if (getppid() != p->parent_pid) _exit(127);  // the parent died before PDEATHSIG was armed
+    run_init(p);
+}
+
+/* From the work dir's files to execve, in the program's own process. */
+static void child_finish(const ChildPlan *p) {
     if (p->stdin_fd < 3 || p->out_fd < 3 || p->err_fd < 3) die(p, "pipe fds below 3");
     if (dup2(p->stdin_fd, 0) < 0 || dup2(p->out_fd, 1) < 0 || dup2(p->err_fd, 2) < 0) die(p, "dup2");
     // Close everything else now (not at exec): a C compile keeps this process alive a
@@ -371,6 +428,9 @@ void sandbox_child_main(const ChildPlan *p) {
     }
     set_limit(p, RLIMIT_AS, (rlim_t)p->memory_mb << 20);
     load_seccomp(p);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     execve(p->argv[0], (char *const *)p->argv, (char *const *)p->envp);
     die(p, "execve");
 }

@@ -46,7 +46,8 @@ typedef struct ChildPlan {
     int stdin_fd, out_fd, err_fd;       /* become fds 0, 1, 2 */
     int extra_fd;                       /* becomes fd 3 when >= 0 (the zygote's socket) */
     int status_fd;                      /* CLOEXEC pipe: setup errors written here */
-    int sync_fd;                        /* tier 1: read end; parent writes once maps are set */
+    int userns_fd, mntns_fd, netns_fd;  /* tier 1: the slot's namespaces to enter (netns -1: a new one) */
+    int sync_fd;                        /* the slot root's helper: read end; written once maps are set */
     int cgroup_fd;                      /* the run cgroup's cgroup.procs (write "0" to join); -1: none */
     int cgroup_dir;                     /* the run cgroup's directory (clone3 CLONE_INTO_CGROUP); -1: none */
     struct sock_fprog filter;
@@ -60,7 +61,8 @@ typedef struct ChildPlan {
 
 /* What a child that failed before execve writes to the status pipe. */
 /* CHILD_PROGRAM_PID: tier 2's init names the program's pid (= its process group) in `err`. */
-enum { CHILD_SETUP_FAILED = 1, CHILD_COMPILE_FAILED = 2, CHILD_PROGRAM_PID = 3 };
+/* CHILD_READY: the slot root's helper has built it. */
+enum { CHILD_SETUP_FAILED = 1, CHILD_COMPILE_FAILED = 2, CHILD_PROGRAM_PID = 3, CHILD_READY = 4 };
 typedef struct ChildReport {
     int kind;
     int err;        /* errno */
@@ -99,6 +101,9 @@ void sandbox_classify(SandboxResult *res, int wstatus, int timed_out, int over, 
 uid_t sandbox_slot_uid_inner(int slot, int inner);
 int sandbox_capture_read(Capture *c);  /* 0 on EOF, 1 if more may come */
 void sandbox_remove_tree(const char *dir);
+/* Empties dir (not following symlinks, not crossing mounts) but keeps it; 0 when it is
+ * empty afterwards, -1 otherwise. */
+int sandbox_clear_dir(const char *dir);
 /* stdin as a memfd at offset 0 (the child reads it like a file; the supervisor never
  * blocks on it or gets SIGPIPE); -1 on failure. */
 int sandbox_stdin_memfd(const SandboxConfig *cfg);
@@ -109,9 +114,16 @@ void sandbox_result_over(SandboxResult *res, const Capture cap[2]);
 int sandbox_plan_build(ChildPlan *plan, const SandboxConfig *cfg, int tier, const char *workdir, Err *err);
 void sandbox_plan_env(ChildPlan *plan, SandboxEnv *env);
 void sandbox_plan_view(ChildPlan *plan, const SandboxConfig *cfg);
-pid_t sandbox_start_child(ChildPlan *plan, int slot, int *sync_w);
+/* Starts the child (which runs sandbox_child_main) with all signals blocked around the
+ * clone; returns its pid or -1 with errno. */
+pid_t sandbox_start_child(ChildPlan *plan);
 
 /* Runs in the child; never returns (execve or _exit(127) after writing the reason). */
 void sandbox_child_main(const ChildPlan *plan) __attribute__((noreturn));
+/* Tier 1's per-slot root, in a helper born in the slot's new user namespace: waits on
+ * sync_fd for its maps, builds the read-only view (ro_paths) and the tmpfs /work under
+ * newroot in a new mount namespace, pivots into it, reports CHILD_READY on the status
+ * pipe and waits to be killed (the supervisor keeps the namespaces by fd). */
+void sandbox_child_slot_root(const ChildPlan *plan) __attribute__((noreturn));
 
 #endif

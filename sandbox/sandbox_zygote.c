@@ -141,8 +141,7 @@ static int zygote_start(SandboxZygote *z, Err *err) {
     plan.stdin_fd = plan.out_fd = plan.err_fd = null_fd;
     plan.extra_fd = sp[1];
     plan.status_fd = stp[1];
-    int no_sync = -1;
-    pid_t pid = sandbox_start_child(&plan, z->slot, &no_sync);
+    pid_t pid = sandbox_start_child(&plan);
     int e = errno;
     close(null_fd);
     close(sp[1]);
@@ -170,19 +169,6 @@ static int write_file(const char *dir, const char *name, const char *data, size_
         off += (size_t)w;
     }
     return close(fd);
-}
-
-/* Empties the work dir but keeps the dir itself: it is the zygote's cwd. */
-static void clear_workdir(const char *dir) {
-    DIR *d = opendir(dir);
-    for (struct dirent *e; d && (e = readdir(d));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char path[400];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (e->d_type == DT_DIR) sandbox_remove_tree(path);
-        else unlink(path);
-    }
-    if (d) closedir(d);
 }
 
 SandboxZygote *sandbox_zygote_new(int slot, long memory_mb, Err *err) {
@@ -284,7 +270,7 @@ static void fail(SandboxZygote *z, SandboxResult *res, const char *what) {
 /* Writes the run's files and sends the request; returns the run's pid, or -1 (the out/err
  * read ends are closed then). */
 static pid_t zygote_submit(SandboxZygote *z, const SandboxConfig *cfg, int outp[2], int errp[2], double t0) {
-    clear_workdir(z->workdir);
+    sandbox_clear_dir(z->workdir);
     int ok = write_file(z->workdir, "main.py", cfg->code, strlen(cfg->code)) == 0;
     for (int i = 0; ok && i < cfg->nfiles; i++)
         ok = write_file(z->workdir, cfg->files[i].name, cfg->files[i].data, cfg->files[i].len) == 0;
@@ -384,6 +370,6 @@ int sandbox_zygote_run(SandboxZygote *z, const SandboxConfig *cfg, SandboxResult
         snprintf(res->message, sizeof res->message, "memory limit reached (cgroup memory.max: %ld process%s OOM-killed)",
                  oom, oom == 1 ? "" : "es");
     }
-    clear_workdir(z->workdir);
+    sandbox_clear_dir(z->workdir);
     return 0;
 }

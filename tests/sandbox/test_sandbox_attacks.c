@@ -368,6 +368,39 @@ static void test_state(void) {
     check_clean("state");
 }
 
+/* What a run leaves in its work dir is removed without following it anywhere: symlinks
+ * to a host file and dir (the supervisor sees host paths; tier 1's /work is emptied and
+ * reused per slot), unreadable dirs, a fifo, and a tree deeper than PATH_MAX. */
+static void test_state_tree(void) {
+    char canary_dir[] = "/tmp/grpo-canary-XXXXXX", canary[64];
+    CHECK(mkdtemp(canary_dir) != NULL, "mkdtemp: %s", strerror(errno));
+    snprintf(canary, sizeof canary, "%s/keep", canary_dir);
+    FILE *f = fopen(canary, "w");
+    CHECK(f && fputs("host", f) >= 0 && fclose(f) == 0, "writing %s", canary);
+    char code[1024];
+    snprintf(code, sizeof code,
+             "import os\n"
+             "os.symlink('%s', 'file_link'); os.symlink('%s', 'dir_link'); os.symlink('/', 'root_link')\n"
+             "os.mkfifo('fifo')\n"
+             "os.makedirs('locked/inner'); open('locked/inner/f', 'w').write('x')\n"
+             "os.chmod('locked/inner', 0); os.chmod('locked', 0)\n"
+             "fd = os.open('.', os.O_RDONLY)\n"
+             "for i in range(40):\n"
+             "    os.mkdir('d' * 200, dir_fd=fd); nfd = os.open('d' * 200, os.O_RDONLY, dir_fd=fd); os.close(fd); fd = nfd\n"
+             "print('left')\n", canary, canary_dir);
+    SandboxResult r = run_py(code, 10);
+    CHECK(r.status == SANDBOX_OK && !strcmp(r.out, "left\n"), "state tree: %s %s", r.out, r.err);
+    sandbox_result_free(&r);
+    struct stat st;
+    CHECK(stat(canary, &st) == 0 && st.st_size == 4, "state tree: the host file behind a symlink was touched");
+    r = run_py("import os\nprint(sorted(os.listdir('.')))\n", 5);
+    CHECK(r.status == SANDBOX_OK && !strcmp(r.out, "['main.py']\n"), "state tree left behind: %s %s", r.out, r.err);
+    sandbox_result_free(&r);
+    unlink(canary);
+    rmdir(canary_dir);
+    check_clean("state tree");
+}
+
 static void test_huge_argv(void) {
     // From the caller: rejected before anything runs.
     static char big[200 << 10];
@@ -482,6 +515,7 @@ int main(int argc, char **argv) {
     test_rlimits();
     test_exit_before_asserts();
     test_state();
+    test_state_tree();
     test_huge_argv();
     test_die_with_parent();
     return test_report();
