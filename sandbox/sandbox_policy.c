@@ -132,6 +132,7 @@ static int filter_get(struct sock_fprog *prog, int which, Err *err) {
         } else {
             // Foreign-ABI syscalls (int 0x80, x32) are killed, not interpreted.
             int r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+            if (!r) r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
             if (!r) r = build_rules(ctx, me, which);
             if (r) rc = err_set(err, ERR_WORK, "sandbox: building the seccomp filter: %s", strerror(-r));
             else rc = export_bpf(ctx, which, err);
