@@ -618,20 +618,55 @@ static int supervise(pid_t pid, int tier, const SandboxCgroup *cg, Capture cap[2
     return wstatus;
 }
 
-/* Tier 2's private work dir, owned by the slot uid when we can switch to it. */
-static int workdir_create(char *dir, size_t n, int slot, SandboxResult *res) {
-    snprintf(dir, n, "%s/grpo-sandbox-%d-XXXXXX", sandbox_tmp_base(), (int)getpid());
-    if (!mkdtemp(dir)) {
-        snprintf(res->message, sizeof res->message, "mkdtemp under %s: %s", sandbox_tmp_base(), strerror(errno));
-        return -1;
+/* Tier 2's private work dir, one per slot, owned by the slot uid when we can switch to
+ * it: made on the slot's first run, emptied after each (a dir that cannot be emptied is
+ * removed and the next run gets a new one), removed at exit (a killed supervisor's are
+ * swept by a later process, see tmp_sweep). Per run, mkdtemp + chown + removing the dir
+ * cost more wall time than the rest of the set-up on a disk file system. */
+static pthread_mutex_t slot_dir_mu = PTHREAD_MUTEX_INITIALIZER;
+static char slot_dir[SANDBOX_MAX_SLOTS][280];
+static pid_t slot_dir_owner;
+
+static void slot_dirs_remove(void) {
+    pthread_mutex_lock(&slot_dir_mu);
+    for (int i = 0; i < SANDBOX_MAX_SLOTS && slot_dir_owner == getpid(); i++)
+        if (slot_dir[i][0]) sandbox_remove_tree(slot_dir[i]), slot_dir[i][0] = 0;
+    pthread_mutex_unlock(&slot_dir_mu);
+}
+
+static int workdir_get(char *dir, size_t n, int slot, SandboxResult *res) {
+    pthread_mutex_lock(&slot_dir_mu);
+    if (slot_dir_owner != getpid()) {  // a forked copy of the supervisor: the dirs are not ours
+        if (!slot_dir_owner) atexit(slot_dirs_remove);
+        memset(slot_dir, 0, sizeof slot_dir);
+        slot_dir_owner = getpid();
     }
-    uid_t u = sandbox_slot_uid_inner(slot, 1);
-    if (geteuid() == 0 && chown(dir, u, u) < 0) {
-        snprintf(res->message, sizeof res->message, "chown of the work dir: %s", strerror(errno));
-        rmdir(dir);
-        return -1;
+    char *d = slot_dir[slot];
+    int rc = 0;
+    if (!d[0]) {
+        snprintf(d, sizeof slot_dir[slot], "%s/grpo-sandbox-%d-XXXXXX", sandbox_tmp_base(), (int)getpid());
+        uid_t u = sandbox_slot_uid_inner(slot, 1);
+        if (!mkdtemp(d)) {
+            snprintf(res->message, sizeof res->message, "mkdtemp under %s: %s", sandbox_tmp_base(), strerror(errno));
+            rc = -1;
+        } else if (geteuid() == 0 && chown(d, u, u) < 0) {
+            snprintf(res->message, sizeof res->message, "chown of the work dir: %s", strerror(errno));
+            rmdir(d);
+            rc = -1;
+        }
+        if (rc < 0) d[0] = 0;
     }
-    return 0;
+    snprintf(dir, n, "%s", d);
+    pthread_mutex_unlock(&slot_dir_mu);
+    return rc;
+}
+
+/* After a tier 2 run, whose processes are all gone. */
+static void workdir_clear(const char *dir, int slot) {
+    if (sandbox_clear_dir(dir) == 0) return;
+    pthread_mutex_lock(&slot_dir_mu);
+    if (!strcmp(slot_dir[slot], dir)) sandbox_remove_tree(dir), slot_dir[slot][0] = 0;
+    pthread_mutex_unlock(&slot_dir_mu);
 }
 
 int sandbox_stdin_memfd(const SandboxConfig *cfg) {
@@ -770,7 +805,7 @@ static void cgroup_finish(SandboxCgroup *cg, SandboxResult *res) {
 static void run_tier(const SandboxConfig *cfg, int tier, SandboxResult *res) {
     char workdir[320] = "/work";
     res->status = SANDBOX_ERROR;  // until the run gets far enough to be classified
-    if (tier == SANDBOX_TIER_SECCOMP && workdir_create(workdir, sizeof workdir, cfg->slot, res) < 0) return;
+    if (tier == SANDBOX_TIER_SECCOMP && workdir_get(workdir, sizeof workdir, cfg->slot, res) < 0) return;
     ChildPlan plan;
     SandboxEnv env;
     int outp[2] = {-1, -1}, errp[2] = {-1, -1}, stp[2] = {-1, -1};
@@ -802,7 +837,7 @@ static void run_tier(const SandboxConfig *cfg, int tier, SandboxResult *res) {
         sandbox_result_over(res, cap);
     }
     if (use_cg) cgroup_finish(&cg, res);
-    if (tier == SANDBOX_TIER_SECCOMP) sandbox_remove_tree(workdir);
+    if (tier == SANDBOX_TIER_SECCOMP) workdir_clear(workdir, cfg->slot);
     if (slot_work >= 0) slot_work_clear(cfg->slot, slot_work);  // the run's processes are all gone
 }
 
