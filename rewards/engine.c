@@ -13,7 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <lauxlib.h>
 
 #include "grpolib.h" /* defines: grpo_json_push, grpo_json_from_lua */
@@ -39,9 +38,6 @@ struct RewardSet {
     int nworkers;
     Worker *workers;
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;
@@ -116,7 +112,6 @@ static int worker_open(RewardSet *rs, Worker *w, int first, Err *err) {
 
 RewardSet *reward_set_load(const char *const *paths, int n, const double *weights,
                            const RewardOpts *opts, Err *err) {
-    pthread_once(&curl_once, curl_init_once);
     if (n <= 0) { err_set(err, ERR_INPUT, "no reward scripts given"); return NULL; }
     RewardSet *rs = calloc(1, sizeof *rs);
     if (!rs) { err_set(err, ERR_WORK, "out of memory"); return NULL; }

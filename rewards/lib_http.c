@@ -11,7 +11,15 @@
  * retried with exponential backoff; the final failure is returned in
  * r.error, never raised. Only argument mistakes raise. http and https only,
  * no redirects. Time spent here is outside the instruction budget; the
- * timeout and retries bound it. */
+ * timeout and retries bound it.
+ *
+ * libcurl is loaded with dlopen on the first post, not linked: it brings ~30 shared
+ * libraries (TLS, Kerberos, LDAP, ...), and every mapping in grpo's address space is
+ * copied again by each fork (the sandbox's tier 2 init, a C program's compile), so
+ * most runs, which never post, should not carry them. */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,6 +28,48 @@
 #include <lauxlib.h>
 
 #include "grpolib.h"
+
+/* The soname of libcurl's ABI 4, the one curl.h describes since 2006. */
+#define CURL_SONAME "libcurl.so.4"
+
+static struct {
+    CURLcode (*global_init)(long);
+    CURL *(*easy_init)(void);
+    void (*easy_reset)(CURL *);
+    void (*easy_cleanup)(CURL *);
+    CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+    CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+    CURLcode (*easy_perform)(CURL *);
+    const char *(*easy_strerror)(CURLcode);
+    struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+    void (*slist_free_all)(struct curl_slist *);
+    char error[300]; /* why loading failed; empty when it worked */
+} curl;
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_load(void) {
+    void *h = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(curl.error, sizeof curl.error, "cannot load %s (Debian: libcurl4): %s", CURL_SONAME, dlerror());
+        return;
+    }
+    static const char *const names[] = {"curl_global_init", "curl_easy_init", "curl_easy_reset",
+        "curl_easy_cleanup", "curl_easy_setopt", "curl_easy_getinfo", "curl_easy_perform",
+        "curl_easy_strerror", "curl_slist_append", "curl_slist_free_all"};
+    void **slots[] = {(void **)&curl.global_init, (void **)&curl.easy_init, (void **)&curl.easy_reset,
+        (void **)&curl.easy_cleanup, (void **)&curl.easy_setopt, (void **)&curl.easy_getinfo,
+        (void **)&curl.easy_perform, (void **)&curl.easy_strerror, (void **)&curl.slist_append,
+        (void **)&curl.slist_free_all};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (!(*slots[i] = dlsym(h, names[i]))) {
+            snprintf(curl.error, sizeof curl.error, "%s has no %s", CURL_SONAME, names[i]);
+            return;
+        }
+    }
+    if (curl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        snprintf(curl.error, sizeof curl.error, "curl_global_init failed");
+}
 
 typedef struct Body {
     char *p;
@@ -88,7 +138,7 @@ static void read_args(lua_State *L, PostArgs *a) {
         lua_pop(L, 1);
         lua_pushstring(L, s ? s : "null");
         free(s);
-        a->headers = curl_slist_append(NULL, "Content-Type: application/json");
+        a->headers = curl.slist_append(NULL, "Content-Type: application/json");
     } else if (bt != LUA_TSTRING && bt != LUA_TNIL) {
         luaL_error(L, "grpo.http.post: 'body' must be a string or a table");
     }
@@ -102,7 +152,7 @@ static void read_args(lua_State *L, PostArgs *a) {
             else
                 snprintf(line, sizeof line, "%s", luaL_tolstring(L, -1, NULL));
             lua_pop(L, 2);
-            a->headers = curl_slist_append(a->headers, line);
+            a->headers = curl.slist_append(a->headers, line);
         }
     }
     lua_pop(L, 1);
@@ -136,25 +186,25 @@ static void sleep_s(double s) {
  * 0 when worth retrying; *status is the HTTP status (0 without a response). */
 static int post_once(CURL *c, const PostArgs *a, Body *b, long *status, char *error, size_t en) {
     char cerr[CURL_ERROR_SIZE] = "";
-    curl_easy_reset(c);
+    curl.easy_reset(c);
     b->len = 0;
     b->too_big = 0;
     b->max = (size_t)a->max_bytes;
-    curl_easy_setopt(c, CURLOPT_URL, a->url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, a->body ? a->body : "");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(a->body ? a->body_len : 0));
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, a->headers);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, a->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
-    CURLcode rc = curl_easy_perform(c);
+    curl.easy_setopt(c, CURLOPT_URL, a->url);
+    curl.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl.easy_setopt(c, CURLOPT_POST, 1L);
+    curl.easy_setopt(c, CURLOPT_POSTFIELDS, a->body ? a->body : "");
+    curl.easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(a->body ? a->body_len : 0));
+    curl.easy_setopt(c, CURLOPT_HTTPHEADER, a->headers);
+    curl.easy_setopt(c, CURLOPT_TIMEOUT_MS, a->timeout_ms);
+    curl.easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl.easy_setopt(c, CURLOPT_WRITEDATA, b);
+    curl.easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+    CURLcode rc = curl.easy_perform(c);
     *status = 0;
     if (rc == CURLE_OK) {
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+        curl.easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
         if (*status < 500 && *status != 429) {
             error[0] = 0;
             return 1;
@@ -166,7 +216,7 @@ static int post_once(CURL *c, const PostArgs *a, Body *b, long *status, char *er
         snprintf(error, en, "response from %s larger than %ld bytes", a->url, a->max_bytes);
         return 1;
     }
-    snprintf(error, en, "%s: %s", a->url, cerr[0] ? cerr : curl_easy_strerror(rc));
+    snprintf(error, en, "%s: %s", a->url, cerr[0] ? cerr : curl.easy_strerror(rc));
     return 0;
 }
 
@@ -195,11 +245,13 @@ static void push_response(lua_State *L, const Body *b, long status, long attempt
 }
 
 static int http_post(lua_State *L) {
+    pthread_once(&curl_once, curl_load);
+    if (curl.error[0]) return luaL_error(L, "grpo.http.post: %s", curl.error);
     PostArgs a;
     read_args(L, &a);
-    CURL *c = curl_easy_init();
+    CURL *c = curl.easy_init();
     if (!c) {
-        curl_slist_free_all(a.headers);
+        curl.slist_free_all(a.headers);
         return luaL_error(L, "grpo.http.post: cannot create a curl handle");
     }
     Body *b = body_new(L); /* a userdata, so the buffer is freed whatever happens next */
@@ -209,8 +261,8 @@ static int http_post(lua_State *L) {
         if (post_once(c, &a, b, &status, error, sizeof error) || attempt > a.retries) break;
         sleep_s(a.backoff * (double)(1L << (attempt - 1)));
     }
-    curl_easy_cleanup(c);
-    curl_slist_free_all(a.headers);
+    curl.easy_cleanup(c);
+    curl.slist_free_all(a.headers);
     if (!error[0] && (status < 200 || status >= 300)) snprintf(error, sizeof error, "HTTP %ld from %s", status, a.url);
     push_response(L, b, status, attempt, error);
     return 1;
