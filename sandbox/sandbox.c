@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -435,7 +436,20 @@ pid_t sandbox_start_child(ChildPlan *plan) {
 
 /* ---- building the plan ---- */
 
+/* Tier 2 as non-root runs the program with our uid, and without Landlock nothing stops it
+ * from opening /proc/<supervisor>/mem for writing (seccomp sees no paths) and rewriting this
+ * process: an escape. A non-dumpable process's /proc files need CAP_SYS_PTRACE, so we become
+ * one (and so do the inits we fork), once. What it costs the caller: no core dumps, and
+ * attaching a debugger or profiler then needs root. */
+static void undumpable(void) { prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); }
+
+static void supervisor_guard(int tier) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (tier == SANDBOX_TIER_SECCOMP && geteuid() != 0 && sandbox_landlock_abi() == 0) pthread_once(&once, undumpable);
+}
+
 int sandbox_plan_build(ChildPlan *plan, const SandboxConfig *cfg, int tier, const char *workdir, Err *err) {
+    supervisor_guard(tier);
     memset(plan, 0, sizeof *plan);
     plan->tier = tier;
     plan->cfg = cfg;

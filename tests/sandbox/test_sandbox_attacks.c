@@ -277,6 +277,10 @@ static void test_parent(void) {
         "        print('denied kill', pid, e.errno)\n"
         "for pid in (sup, os.getppid()):\n"
         "    print('ptrace', libc.ptrace(16, pid, 0, 0), ctypes.get_errno())\n"
+        "    try:\n"  // ptrace's other door: rewrite the process through /proc/PID/mem
+        "        open('/proc/%d/mem' % pid, 'r+b'); print('MEM OPENED', pid)\n"
+        "    except OSError as e:\n"
+        "        print('denied mem', pid, e.errno)\n"
         "print('unshare', libc.unshare(0x10000000), ctypes.get_errno())\n"
         "print('clone', libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0), ctypes.get_errno())  # CLONE_NEWUSER\n"
         "print('clone3', libc.syscall(435, 0, 0), ctypes.get_errno())\n"
@@ -295,6 +299,7 @@ static void test_parent(void) {
         snprintf(line, sizeof line, "KILLED %s\n", me);
         CHECK(!strstr(r.out, line), "parent (not root): the supervisor was signalled: %s", r.out);
     }
+    CHECK(r.out && !strstr(r.out, "MEM OPENED"), "parent: /proc/PID/mem of the supervisor or the init opened for writing: %s", r.out);
     sandbox_result_free(&r);
     // A syscall through the 32-bit ABI is killed by the filter (SIGSYS).
     if (can_run_c) {
