@@ -8,6 +8,7 @@
 
 #include "cuda_test.h"
 #include "kernels/cuda/adamw.h"
+#include "kernels/cuda/attn.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/head.h"
 #include "kernels/cuda/moe.h"
@@ -122,6 +123,75 @@ static int run_sample(void *p) {
     return cuda_sample(0, &c->so, c->a, c->M, c->N, c->N, c->b, c->c, c->d, c->e, c->f, &err);
 }
 
+/* Attention: one V3 layer's MLA heads (128 heads, dqk 192, dv 128). */
+typedef struct AttnCtx {
+    CudaAttnLayout L;
+    float scale;
+    void *q, *k, *kvb, *o, *lse, *dout, *dq, *dk, *dkvb, *scratch;
+    CudaLatentCache c;
+    int nq, nh, max_len;
+    void *len, *qa, *qb, *ctx;
+} AttnCtx;
+
+static int run_attn_fwd(void *p) {
+    AttnCtx *a = p;
+    return cuda_attn_fwd(0, &a->L, a->scale, a->q, a->k, (cuda_bf16 *)a->kvb + 128, a->o, a->lse, &err);
+}
+static int run_attn_bwd(void *p) {
+    AttnCtx *a = p;
+    return cuda_attn_bwd(0, &a->L, a->scale, a->q, a->k, (cuda_bf16 *)a->kvb + 128, a->o, a->lse, a->dout, a->dq,
+                         a->dk, (float *)a->dkvb + 128, CUDA_F32, a->scratch, &err);
+}
+static int run_latent(void *p) {
+    AttnCtx *a = p;
+    return cuda_latent_attend(0, &a->c, a->nq, NULL, a->len, a->max_len, a->nh, a->scale, a->qa, (long)a->nh * 512,
+                              512, a->qb, (long)a->nh * 64, 64, a->ctx, a->scratch, &err);
+}
+
+static void bench_attn(int T) {
+    AttnCtx a = {0};
+    char shape[96];
+    const int nh = 128, N = T;
+    a.L = cuda_attn_layout_mla(1, T, nh, 128, 64, 128);
+    a.scale = 0.1352338f;
+    a.q = dev_random(2L * N * nh * 192, 1.0f), a.k = dev_random(2L * N * nh * 192, 1.0f);
+    a.kvb = dev_random(2L * N * nh * 256, 1.0f), a.o = dev_alloc(2L * N * nh * 128);
+    a.lse = dev_alloc(4L * N * nh), a.dout = dev_random(2L * N * nh * 128, 1.0f);
+    a.dq = dev_alloc(4L * N * nh * 192), a.dk = dev_alloc(4L * N * nh * 192), a.dkvb = dev_alloc(4L * N * nh * 256);
+    a.scratch = dev_alloc(cuda_attn_bwd_scratch_bytes(&a.L));
+    /* causal: T(T+1)/2 score pairs per head, 2 (dqk + dv) flops each; backward counted as 2.5x (FA convention) */
+    const double fl = 2.0 * nh * ((double)T * (T + 1) / 2) * (192 + 128);
+    snprintf(shape, sizeof shape, "T %d, 128 heads, 192/128", T);
+    report("attn_fwd", shape, time_op(run_attn_fwd, &a), fl, 0);
+    report("attn_bwd", shape, time_op(run_attn_bwd, &a), 2.5 * fl, 0);
+    cudaFree(a.q), cudaFree(a.k), cudaFree(a.kvb), cudaFree(a.o), cudaFree(a.lse), cudaFree(a.dout);
+    cudaFree(a.dq), cudaFree(a.dk), cudaFree(a.dkvb), cudaFree(a.scratch);
+}
+
+/* Decoding: nq sequences of len tokens each over a 64-token paged cache (V3: 128 heads, dc 512, dr 64). */
+static void bench_latent(int nq, int len) {
+    AttnCtx a = {0};
+    char shape[96];
+    const int P = 64, mp = (len + P - 1) / P, npages = nq * mp;
+    a.nq = nq, a.nh = 128, a.max_len = len, a.scale = 0.1352338f;
+    int *table = malloc(sizeof(int) * npages), *lens = malloc(sizeof(int) * nq);
+    for (int i = 0; i < npages; i++) table[i] = (int)((i * 7919L) % npages); /* scattered, 7919 prime */
+    for (int i = 0; i < nq; i++) lens[i] = len;
+    a.c = (CudaLatentCache){dev_random(2L * npages * P * 512, 1.0f), dev_random(2L * npages * P * 64, 1.0f),
+                            dev_upload(table, sizeof(int) * npages), npages, P, mp, 512, 64};
+    a.len = dev_upload(lens, sizeof(int) * nq);
+    a.qa = dev_random(2L * nq * 128 * 512, 1.0f), a.qb = dev_random(2L * nq * 128 * 64, 1.0f);
+    a.ctx = dev_alloc(4L * nq * 128 * 512);
+    a.scratch = dev_alloc(cuda_latent_attend_scratch_bytes(nq, 128, 512, 64, len));
+    snprintf(shape, sizeof shape, "%d seq x %d tok, 128 heads, 512+64", nq, len);
+    /* bytes: the cache once (every head group after the first hits L2) */
+    report("latent_attend", shape, time_op(run_latent, &a), 2.0 * nq * len * 128 * (576 + 512),
+           2.0 * nq * len * 576);
+    cudaFree(a.c.ckv), cudaFree(a.c.kpe), cudaFree((void *)a.c.pages), cudaFree(a.len), cudaFree(a.qa);
+    cudaFree(a.qb), cudaFree(a.ctx), cudaFree(a.scratch);
+    free(table), free(lens);
+}
+
 int main(int argc, char **argv) {
     CUDA_TEST_REQUIRE_GPU();
     char name[256], shape[96];
@@ -201,6 +271,9 @@ int main(int argc, char **argv) {
     c.so = (CudaSamplerOpts){1.0f, 0, 1.0, 0.0};
     report("sample", "64 rows, V 129280, no filter", time_op(run_sample, &c), 0, 4.0 * c.M * c.N);
     cudaFree(c.a), cudaFree(c.b), cudaFree(c.c), cudaFree(c.d), cudaFree(c.e), cudaFree(c.f);
+    bench_attn(4096);
+    bench_latent(64, 4096);
+    bench_latent(1, 32768);
     cuda_blas_free(c.h);
     return 0;
 }

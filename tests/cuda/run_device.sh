@@ -53,7 +53,7 @@ if [ -x "$B/bench_cuda" ]; then
   note "bench: rc=${PIPESTATUS[0]} in $(( $(date +%s) - t0 )) s (bench.log)"
 fi
 
-ops="gemm ops head moe adamw sample"
+ops="gemm ops head moe adamw sample attn"
 export GRPO_CUDA_TEST_QUICK=1
 for d in /usr/local/cuda/bin /usr/local/cuda/compute-sanitizer "$(dirname "$(command -v nvcc)")"; do
   [ -x "$d/compute-sanitizer" ] && ! command -v compute-sanitizer >/dev/null && export PATH="$d:$PATH"
