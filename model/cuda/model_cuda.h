@@ -1,0 +1,56 @@
+/* model_cuda: the DeepSeek-V3 / V2 model on the GPU, built from the kernels/cuda ops:
+ * bf16 weights and activations, fp32 accumulation, fp32 norms' rstd, router logits,
+ * affinities, log-probs and entropies. The CPU model (model.h) is the reference it is
+ * tested against (tests/cuda/test_cuda_model.c).
+ *
+ * A CudaModel holds a bf16 copy of a Model's parameters (same table, same offsets) and
+ * an fp32 master copy (what AdamW will update), and the saved activations of the last
+ * training forward, layer by layer, in the CPU's order, so that the backward can follow.
+ *
+ * Here so far: the training forward and backward over a padded batch (model_forward's
+ * and model_backward's contracts), gradients in fp32 on the device; incremental
+ * decoding over a paged latent cache (model_extend's contract, model_cuda_decode.c).
+ * Not yet: packed batches, MTP, the optimizer step, sampling on the device.
+ * Written without a GPU (none was lent): not executed yet. */
+#ifndef GRPO_MODEL_CUDA_H
+#define GRPO_MODEL_CUDA_H
+
+#include "model/model.h"
+
+typedef struct CudaModel CudaModel;
+
+/* Uploads m's parameters (bf16 compute copy + fp32 master) to the current device. */
+CudaModel *cuda_model_new(const Model *m, Err *err);
+void cuda_model_free(CudaModel *g);
+/* Uploads m's parameters again (same config), e.g. after the CPU changed them. */
+int cuda_model_upload(CudaModel *g, const Model *m, Err *err);
+
+/* Training forward, as model_forward: logp/entropy (host, [B*T], 0 where the target is
+ * < 0; either may be NULL) of softmax(logits / temperature). Keeps the activations.
+ * Router load of the forward goes to load [L, E] (host) when non-NULL. */
+int cuda_model_forward(CudaModel *g, const Batch *b, float temperature, float *logp, float *entropy, int *load,
+                       Err *err);
+
+/* Backward of the last cuda_model_forward (same batch): dlogp, dentropy host [B*T]
+ * (dentropy may be NULL). Adds into the device gradients (fp32, zeroed on first use). */
+int cuda_model_backward(CudaModel *g, const Batch *b, const float *dlogp, const float *dentropy, Err *err);
+int cuda_model_zero_grads(CudaModel *g, Err *err);
+/* Copies the gradients to host [numel] (Model.params' offsets; 0 where none). */
+int cuda_model_grads_download(CudaModel *g, float *host, Err *err);
+
+/* The paged latent cache of decoding (kvcache.h's on the GPU, bf16): nslots
+ * sequences of up to max_len tokens in pages of `page` tokens. */
+typedef struct CudaKvCache CudaKvCache;
+CudaKvCache *cuda_kvcache_new(const CudaModel *g, int nslots, int max_len, int page, Err *err);
+void cuda_kvcache_free(CudaKvCache *kv);
+void cuda_kvcache_reset(CudaKvCache *kv, int slot);
+int cuda_kvcache_len(const CudaKvCache *kv, int slot);
+/* dst takes a copy of src's tokens (a prompt shared by a group). */
+int cuda_kvcache_copy(const CudaModel *g, CudaKvCache *kv, int dst, int src, Err *err);
+/* model_extend on the GPU: ntok[i] new tokens for slot slots[i] (ids concatenated),
+ * appended to the cache; logits (host) of each sequence's last new token [nseq, V],
+ * or of every new token [sum ntok, V] with all_logits. load: router load [L, E] or NULL. */
+int cuda_model_extend(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
+                      float *logits, int all_logits, int *load, Err *err);
+
+#endif

@@ -1,0 +1,193 @@
+/* model_cuda_bwd: the backward of cuda_model_forward, the CPU's backward_all /
+ * layer_bwd / attn_bwd / mlp_bwd (model/model_fwd.c, model_attn.c, model_moe.c)
+ * step for step. Weight gradients are fp32 sums on the device (cuBLAS products
+ * with beta = 1, norms' fp32 dw); activation gradients are bf16, as in
+ * mixed-precision training; the residual's gradient is summed into one bf16
+ * buffer block by block (the norms' backward with accumulate = 1). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/xalloc.h"
+#include "kernels/cuda/attn.h"
+#include "kernels/cuda/head.h"
+#include "kernels/cuda/mla.h"
+#include "kernels/cuda/moe.h"
+#include "kernels/cuda/norm.h"
+#include "kernels/cuda/rope.h"
+#include "kernels/cuda/swiglu.h"
+#include "model/cuda/model_cuda_impl.h"
+
+/* The fp32 gradient of a weight: same offset as its bf16 copy. */
+static float *G(const CudaModel *g, W w) { return g->grads + (w - g->w16); }
+
+#define BF(n) cuda_model_carve(a, sizeof(cuda_bf16) * (size_t)(n))
+#define FL(n) cuda_model_carve(a, sizeof(float) * (size_t)(n))
+
+void cuda_model_bwd_layout(CudaModel *g, Arena *a, long N) {
+    const ModelConfig *c = &g->cfg;
+    const long H = c->hidden_size, nh = c->num_attention_heads, dqk = c->qk_head_dim, dc = c->kv_lora_rank;
+    const long dr = c->qk_rope_head_dim, dn = c->qk_nope_head_dim, dv = c->v_head_dim, dq = c->q_lora_rank;
+    const long E = c->n_routed_experts, k = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
+    long I = c->intermediate_size, Is = Ie * c->n_shared_experts;
+    I = I > Is ? I : Is;
+    GBack *d = &g->bk;
+    d->dres = BF(N * H), d->dxn = BF(N * H), d->dxfn = BF(N * H);
+    d->dh = BF(N * I), d->dg = BF(N * I), d->du = BF(N * I);
+    d->datt = BF(N * nh * dv), d->dq = BF(N * nh * dqk), d->dk = BF(N * nh * dqk), d->dkvb = BF(N * nh * (dn + dv));
+    d->dkva = BF(N * (dc + dr)), d->dckv = BF(N * dc);
+    if (dq) d->dqan = BF(N * dq), d->dqa = BF(N * dq);
+    CudaAttnLayout L = cuda_attn_layout_mla(1, (int)N, (int)nh, (int)dn, (int)dr, (int)dv);
+    d->attn_scratch = cuda_model_carve(a, cuda_attn_bwd_scratch_bytes(&L));
+    if (E) {
+        d->dye = BF(N * k * H), d->dxe = BF(N * k * H);
+        d->dhe = BF(N * k * Ie), d->dge = BF(N * k * Ie), d->due = BF(N * k * Ie);
+        d->dw = FL(N * k), d->dlogit = FL(N * E), d->dlogit16 = BF(N * E);
+    }
+    d->dlogp = FL(N), d->dent = FL(N);
+}
+
+int cuda_model_zero_grads(CudaModel *g, Err *err) {
+    if (!g->grads) CU(cudaMalloc((void **)&g->grads, sizeof(float) * g->numel));
+    CU(cudaMemsetAsync(g->grads, 0, sizeof(float) * g->numel, g->s));
+    return 0;
+}
+
+int cuda_model_grads_download(CudaModel *g, float *host, Err *err) {
+    if (!g->grads) {
+        memset(host, 0, sizeof(float) * g->numel);
+        return 0;
+    }
+    CU(cudaStreamSynchronize(g->s));
+    CU(cudaMemcpy(host, g->grads, sizeof(float) * g->numel, cudaMemcpyDeviceToHost));
+    return 0;
+}
+
+/* SwiGLU MLP backward over rows x: dx (+)= d/dx, weight gradients added. */
+static int swiglu_mlp_bwd(CudaModel *g, const cuda_bf16 *dout, const cuda_bf16 *x, W gate, W up, W down,
+                          const cuda_bf16 *gb, const cuda_bf16 *ub, const cuda_bf16 *hb, cuda_bf16 *dx, int accumulate,
+                          int N, int I, Err *err) {
+    const int H = g->cfg.hidden_size;
+    GBack *d = &g->bk;
+    TRY(cuda_linear_bwd_x(g->blas, g->s, d->dh, CUDA_BF16, dout, down, N, H, I, 0, err));
+    TRY(cuda_linear_bwd_w(g->blas, g->s, G(g, down), dout, hb, N, H, I, err));
+    TRY(cuda_swiglu_bwd(g->s, d->dg, d->du, d->dh, gb, ub, (long)N * I, err));
+    TRY(cuda_linear_bwd_x(g->blas, g->s, dx, CUDA_BF16, d->dg, gate, N, I, H, accumulate, err));
+    TRY(cuda_linear_bwd_x(g->blas, g->s, dx, CUDA_BF16, d->du, up, N, I, H, 1, err));
+    TRY(cuda_linear_bwd_w(g->blas, g->s, G(g, gate), d->dg, x, N, I, H, err));
+    return cuda_linear_bwd_w(g->blas, g->s, G(g, up), d->du, x, N, I, H, err);
+}
+
+/* MoE backward of layer l: dxn = d/d(xn2) from dout (shared experts, routed experts,
+ * router), as mlp_bwd. */
+static int moe_bwd(CudaModel *g, int l, int N, const cuda_bf16 *dout, Err *err) {
+    const ModelConfig *c = &g->cfg;
+    const GLayer *w = &g->layers[l];
+    const GActs *t = &g->acts[l];
+    GBack *d = &g->bk;
+    const int H = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
+    const int Is = Ie * c->n_shared_experts;
+    cudaStream_t s = g->s;
+    if (Is) TRY(swiglu_mlp_bwd(g, dout, t->xn2, w->sh_gate, w->sh_up, w->sh_down, t->g, t->u, t->h, d->dxn, 0, N, Is, err));
+    float **dWg = xmalloc(sizeof(float *) * 3 * (size_t)E), **dWu = dWg + E, **dWd = dWu + E;
+    for (int e = 0; e < E; e++) dWg[e] = G(g, w->exp_gate[e]), dWu[e] = G(g, w->exp_up[e]), dWd[e] = G(g, w->exp_down[e]);
+    CudaRouterCfg rc = {E, k, c->n_group, c->topk_group, c->topk_method, c->scoring_func, c->norm_topk_prob,
+                        c->routed_scaling_factor};
+    int rc_ok = cuda_moe_combine_bwd(s, d->dye, d->dw, dout, t->ey, t->topw, t->perm, t->where, N, k, H, err) == 0 &&
+        cuda_linear_bwd_grouped(g->blas, s, d->dhe, CUDA_BF16, dWd, d->dye, t->eh, w->exp_down, t->hcount, t->hstart,
+                                E, H, Ie, 0, err) == 0 &&
+        cuda_swiglu_bwd(s, d->dge, d->due, d->dhe, t->eg, t->eu, (long)N * k * Ie, err) == 0 &&
+        cuda_linear_bwd_grouped(g->blas, s, d->dxe, CUDA_BF16, dWg, d->dge, t->xe, w->exp_gate, t->hcount, t->hstart,
+                                E, Ie, H, 0, err) == 0 &&
+        cuda_linear_bwd_grouped(g->blas, s, d->dxe, CUDA_BF16, dWu, d->due, t->xe, w->exp_up, t->hcount, t->hstart,
+                                E, Ie, H, 1, err) == 0 &&
+        cuda_moe_gather_bwd(s, d->dxn, d->dxe, t->where, N, k, H, Is > 0, err) == 0 &&
+        cuda_moe_router_bwd(s, &rc, t->scores, t->topk, t->topw, t->topsum, d->dw, N, d->dlogit, d->dlogit16, err) == 0 &&
+        cuda_linear_bwd_x(g->blas, s, d->dxn, CUDA_BF16, d->dlogit16, w->router, N, E, H, 1, err) == 0 &&
+        cuda_linear_bwd_w(g->blas, s, G(g, w->router), d->dlogit16, t->xn2, N, E, H, err) == 0;
+    free(dWg);  // the grouped calls read the array on the host before returning
+    return rc_ok ? 0 : -1;
+}
+
+/* Keys, values and the latent: from dQ (rope dims still rotated), dK and dV (in dkvb)
+ * to d->dxn (overwritten) and the weight gradients, as the second half of attn_bwd. */
+static int latent_bwd(CudaModel *g, int l, int N, Err *err) {
+    const ModelConfig *c = &g->cfg;
+    const GLayer *w = &g->layers[l];
+    const GActs *t = &g->acts[l];
+    GBack *d = &g->bk;
+    const int H = c->hidden_size, nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    const int dqk = dn + dr, dv = c->v_head_dim, dc = c->kv_lora_rank, dq = c->q_lora_rank;
+    CudaBlas *bl = g->blas;
+    cudaStream_t s = g->s;
+    TRY(cuda_mla_keys_bwd(s, d->dkvb, d->dkva, d->dk, N, nh, dn, dr, dv, dc, err));
+    TRY(cuda_rope_apply(s, d->dkva + dc, g->rcos, g->rsin, N, 1, 0, dc + dr, dr, 1, err));
+    TRY(cuda_rope_apply(s, d->dq + dn, g->rcos, g->rsin, N, nh, dqk, nh * dqk, dr, 1, err));
+    TRY(cuda_linear_bwd_x(bl, s, d->dckv, CUDA_BF16, d->dkvb, w->kv_b, N, nh * (dn + dv), dc, 0, err));
+    TRY(cuda_linear_bwd_w(bl, s, G(g, w->kv_b), d->dkvb, t->ckv, N, nh * (dn + dv), dc, err));
+    TRY(cuda_rmsnorm_bwd(s, d->dkva, G(g, w->kv_a_norm), d->dckv, t->kva, w->kv_a_norm, t->kv_rstd, N, dc, dc + dr,
+                         dc + dr, 0, err));
+    TRY(cuda_linear_bwd_x(bl, s, d->dxn, CUDA_BF16, d->dkva, w->kv_a, N, dc + dr, H, 0, err));
+    TRY(cuda_linear_bwd_w(bl, s, G(g, w->kv_a), d->dkva, t->xn1, N, dc + dr, H, err));
+    if (!dq) {
+        TRY(cuda_linear_bwd_x(bl, s, d->dxn, CUDA_BF16, d->dq, w->q, N, nh * dqk, H, 1, err));
+        return cuda_linear_bwd_w(bl, s, G(g, w->q), d->dq, t->xn1, N, nh * dqk, H, err);
+    }
+    TRY(cuda_linear_bwd_x(bl, s, d->dqan, CUDA_BF16, d->dq, w->q_b, N, nh * dqk, dq, 0, err));
+    TRY(cuda_linear_bwd_w(bl, s, G(g, w->q_b), d->dq, t->qan, N, nh * dqk, dq, err));
+    TRY(cuda_rmsnorm_bwd(s, d->dqa, G(g, w->q_a_norm), d->dqan, t->qa, w->q_a_norm, t->qa_rstd, N, dq, dq, dq, 0, err));
+    TRY(cuda_linear_bwd_x(bl, s, d->dxn, CUDA_BF16, d->dqa, w->q_a, N, dq, H, 1, err));
+    return cuda_linear_bwd_w(bl, s, G(g, w->q_a), d->dqa, t->xn1, N, dq, H, err);
+}
+
+/* attn_bwd: d->dxn = d/d(xn1) from dout = d(xm). */
+static int attn_bwd(CudaModel *g, int l, int B, int T, const cuda_bf16 *dout, Err *err) {
+    const ModelConfig *c = &g->cfg;
+    const GLayer *w = &g->layers[l];
+    const GActs *t = &g->acts[l];
+    GBack *d = &g->bk;
+    const int N = B * T, H = c->hidden_size, nh = c->num_attention_heads, dn = c->qk_nope_head_dim;
+    const int dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    TRY(cuda_linear_bwd_x(g->blas, g->s, d->datt, CUDA_BF16, dout, w->o, N, H, nh * dv, 0, err));
+    TRY(cuda_linear_bwd_w(g->blas, g->s, G(g, w->o), dout, t->att, N, H, nh * dv, err));
+    CudaAttnLayout L = cuda_attn_layout_mla(B, T, nh, dn, dr, dv);
+    TRY(cuda_attn_bwd(g->s, &L, c->softmax_scale, t->q, t->k, t->kvb + dn, t->att, t->lse, d->datt, d->dq, d->dk,
+                      d->dkvb + dn, CUDA_BF16, d->attn_scratch, err));
+    return latent_bwd(g, l, N, err);
+}
+
+/* layer_bwd: d->dres holds d(out) on entry and d(x) on return. */
+static int layer_bwd(CudaModel *g, int l, int B, int T, Err *err) {
+    const ModelConfig *c = &g->cfg;
+    const GLayer *w = &g->layers[l];
+    const GActs *t = &g->acts[l];
+    GBack *d = &g->bk;
+    const int N = B * T, H = c->hidden_size;
+    if (w->moe) TRY(moe_bwd(g, l, N, d->dres, err));
+    else TRY(swiglu_mlp_bwd(g, d->dres, t->xn2, w->mlp_gate, w->mlp_up, w->mlp_down, t->g, t->u, t->h, d->dxn, 0, N,
+                            c->intermediate_size, err));
+    TRY(cuda_rmsnorm_bwd(g->s, d->dres, G(g, w->post_norm), d->dxn, t->xm, w->post_norm, t->rstd2, N, H, H, H, 1, err));
+    TRY(attn_bwd(g, l, B, T, d->dres, err));
+    return cuda_rmsnorm_bwd(g->s, d->dres, G(g, w->input_norm), d->dxn, t->x, w->input_norm, t->rstd1, N, H, H, H, 1,
+                            err);
+}
+
+int cuda_model_backward(CudaModel *g, const Batch *b, const float *dlogp, const float *dentropy, Err *err) {
+    const ModelConfig *c = &g->cfg;
+    if (b->B != g->lastB || b->T != g->lastT)
+        return err_set(err, ERR_INPUT, "cuda model: backward of a %d x %d batch after a forward of %d x %d", b->B, b->T,
+                       g->lastB, g->lastT);
+    if (!g->grads) TRY(cuda_model_zero_grads(g, err));
+    const int N = b->B * b->T, H = c->hidden_size, L = c->num_hidden_layers;
+    GBack *d = &g->bk;
+    CU(cudaMemcpyAsync(d->dlogp, dlogp, sizeof(float) * N, cudaMemcpyHostToDevice, g->s));
+    if (dentropy) CU(cudaMemcpyAsync(d->dent, dentropy, sizeof(float) * N, cudaMemcpyHostToDevice, g->s));
+    TRY(cuda_head_bwd(g->blas, g->s, g->xfn, g->lm_head, g->targets, N, H, c->vocab_size, g->temperature, g->hlse,
+                      g->ent, d->dlogp, dentropy ? d->dent : NULL, d->dxfn, 0, G(g, g->lm_head), g->head_scratch,
+                      g->head_chunk, err));
+    TRY(cuda_rmsnorm_bwd(g->s, d->dres, G(g, g->final_norm), d->dxfn, g->xout, g->final_norm, g->rstdf, N, H, H, H, 0,
+                         err));
+    for (int l = L - 1; l >= 0; l--) TRY(layer_bwd(g, l, b->B, b->T, err));
+    TRY(cuda_embed_rows_bwd(g->s, G(g, g->embed), d->dres, g->ids, N, H, err));
+    CU(cudaStreamSynchronize(g->s));  // dlogp/dentropy were read from host memory; faults show here
+    return 0;
+}

@@ -1,0 +1,269 @@
+/* model_cuda_decode: incremental decoding on the GPU with absorbed MLA over a paged
+ * latent cache, model/decode.c's model_extend step for step: per layer the new
+ * tokens' normed latent and rotated k_pe are appended (cuda_latent_append) before
+ * they attend (causal within a call), q_nope is absorbed through W_UK and the latent
+ * context mapped out through W_UV (one strided-batched product over heads each), and
+ * cuda_latent_attend reads each sequence's pages once for all heads.
+ *
+ * Pages: each slot owns max_len/P pages of its own, fixed at creation (a page table
+ * that never changes); sharing a prompt's pages between the G slots of a group, and
+ * a free list, are not done: kvcache_copy copies. Buffers for up to `cap` new
+ * tokens grow and are kept, so a decode step allocates nothing once warm. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/xalloc.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cuda/attn.h"
+#include "kernels/cuda/cast.h"
+#include "kernels/cuda/head.h"
+#include "kernels/cuda/mla.h"
+#include "kernels/cuda/norm.h"
+#include "kernels/cuda/rope.h"
+#include "model/cuda/model_cuda_impl.h"
+
+struct CudaKvCache {
+    int nslots, max_len, P, max_pages, L;
+    int *len;                 /* host [nslots] tokens held per slot */
+    cuda_bf16 *ckv, *kpe;     /* [L, npages, P, d_c], [L, npages, P, d_r] */
+    int *pages;               /* device [nslots, max_pages]: slot s owns s*max_pages + j */
+    /* work for up to cap new tokens */
+    int cap;
+    void *arena;
+    cuda_bf16 *x, *xn, *qa, *qan, *q, *kva, *ckvn, *qabs, *ctx16, *att, *last;
+    float *ctx, *logits, *rcos, *rsin;
+    int *ids, *seq, *pos, *len1;   /* device [cap] */
+    int *hseq, *hpos, *hlen1;      /* host [cap] */
+    float *hcs, *hsn;
+    GActs mlp;                /* MLP buffers (g/u/h, routing, experts) for cap tokens */
+    void *attend_scratch;
+    size_t attend_bytes;
+};
+
+static CudaLatentCache layer_cache(const CudaModel *g, const CudaKvCache *kv, int l) {
+    const long npages = (long)kv->nslots * kv->max_pages;
+    const int dc = g->cfg.kv_lora_rank, dr = g->cfg.qk_rope_head_dim;
+    return (CudaLatentCache){kv->ckv + (long)l * npages * kv->P * dc, kv->kpe + (long)l * npages * kv->P * dr,
+                             kv->pages, (int)npages, kv->P, kv->max_pages, dc, dr};
+}
+
+CudaKvCache *cuda_kvcache_new(const CudaModel *g, int nslots, int max_len, int page, Err *err) {
+    if (nslots <= 0 || max_len <= 0 || page <= 0) {
+        err_set(err, ERR_INPUT, "cuda kvcache: need slots, max_len and page > 0 (got %d, %d, %d)", nslots, max_len, page);
+        return NULL;
+    }
+    CudaKvCache *kv = xcalloc(1, sizeof *kv);
+    kv->nslots = nslots, kv->max_len = max_len, kv->P = page, kv->L = g->cfg.num_hidden_layers;
+    kv->max_pages = (max_len + page - 1) / page;
+    kv->len = xcalloc((size_t)nslots, sizeof(int));
+    const size_t tokens = (size_t)kv->L * nslots * kv->max_pages * page;
+    int *table = xmalloc(sizeof(int) * (size_t)nslots * kv->max_pages);
+    for (long i = 0; i < (long)nslots * kv->max_pages; i++) table[i] = (int)i;
+    cudaError_t e = cudaMalloc((void **)&kv->ckv, tokens * g->cfg.kv_lora_rank * sizeof(cuda_bf16));
+    if (e == cudaSuccess) e = cudaMalloc((void **)&kv->kpe, tokens * g->cfg.qk_rope_head_dim * sizeof(cuda_bf16));
+    if (e == cudaSuccess) e = cudaMalloc((void **)&kv->pages, sizeof(int) * (size_t)nslots * kv->max_pages);
+    if (e == cudaSuccess)
+        e = cudaMemcpy(kv->pages, table, sizeof(int) * (size_t)nslots * kv->max_pages, cudaMemcpyHostToDevice);
+    free(table);
+    if (e != cudaSuccess) {
+        err_set(err, ERR_WORK, "cuda kvcache: %d slots x %d tokens: %s", nslots, max_len, cudaGetErrorString(e));
+        cuda_kvcache_free(kv);
+        return NULL;
+    }
+    return kv;
+}
+
+static void work_release(CudaKvCache *kv) {
+    free(kv->mlp.hcount), free(kv->mlp.hstart), free(kv->hseq), free(kv->hpos), free(kv->hlen1);
+    free(kv->hcs), free(kv->hsn);
+    if (kv->arena) cudaFree(kv->arena);
+    kv->arena = NULL, kv->cap = 0;
+    memset(&kv->mlp, 0, sizeof kv->mlp);
+}
+
+void cuda_kvcache_free(CudaKvCache *kv) {
+    if (!kv) return;
+    work_release(kv);
+    if (kv->ckv) cudaFree(kv->ckv);
+    if (kv->kpe) cudaFree(kv->kpe);
+    if (kv->pages) cudaFree(kv->pages);
+    free(kv->len);
+    free(kv);
+}
+
+void cuda_kvcache_reset(CudaKvCache *kv, int slot) { kv->len[slot] = 0; }
+int cuda_kvcache_len(const CudaKvCache *kv, int slot) { return kv->len[slot]; }
+
+int cuda_kvcache_copy(const CudaModel *g, CudaKvCache *kv, int dst, int src, Err *err) {
+    if (dst == src) return 0;
+    const size_t n = (size_t)kv->len[src], dc = g->cfg.kv_lora_rank, dr = g->cfg.qk_rope_head_dim;
+    for (int l = 0; l < kv->L; l++) {  // pages are the slot's own and consecutive: one copy per layer and part
+        CudaLatentCache c = layer_cache(g, kv, l);
+        size_t s0 = (size_t)src * kv->max_pages * kv->P, d0 = (size_t)dst * kv->max_pages * kv->P;
+        CU(cudaMemcpyAsync(c.ckv + d0 * dc, c.ckv + s0 * dc, n * dc * sizeof(cuda_bf16), cudaMemcpyDeviceToDevice, g->s));
+        CU(cudaMemcpyAsync(c.kpe + d0 * dr, c.kpe + s0 * dr, n * dr * sizeof(cuda_bf16), cudaMemcpyDeviceToDevice, g->s));
+    }
+    kv->len[dst] = (int)n;
+    return 0;
+}
+
+#define BF(n) cuda_model_carve(a, sizeof(cuda_bf16) * (size_t)(n))
+#define FL(n) cuda_model_carve(a, sizeof(float) * (size_t)(n))
+#define IN(n) cuda_model_carve(a, sizeof(int) * (size_t)(n))
+
+static void work_layout(const CudaModel *g, CudaKvCache *kv, Arena *a, long N) {
+    const ModelConfig *c = &g->cfg;
+    const long H = c->hidden_size, nh = c->num_attention_heads, dqk = c->qk_head_dim, dc = c->kv_lora_rank;
+    const long dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = c->q_lora_rank, V = c->vocab_size;
+    const long E = c->n_routed_experts, k = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
+    long I = c->intermediate_size, Is = Ie * c->n_shared_experts;
+    I = I > Is ? I : Is;
+    kv->x = BF(N * H), kv->xn = BF(N * H), kv->last = BF(N * H);
+    if (dq) kv->qa = BF(N * dq), kv->qan = BF(N * dq);
+    kv->q = BF(N * nh * dqk), kv->kva = BF(N * (dc + dr)), kv->ckvn = BF(N * dc);
+    kv->qabs = BF(N * nh * dc), kv->ctx = FL(N * nh * dc), kv->ctx16 = BF(N * nh * dc), kv->att = BF(N * nh * dv);
+    kv->logits = FL(N * V), kv->rcos = FL(N * (dr / 2)), kv->rsin = FL(N * (dr / 2));
+    kv->ids = IN(N), kv->seq = IN(N), kv->pos = IN(N), kv->len1 = IN(N);
+    GActs *t = &kv->mlp;
+    t->g = BF(N * I), t->u = BF(N * I), t->h = BF(N * I);
+    if (E) {
+        t->logits = FL(N * E), t->scores = FL(N * E), t->topw = FL(N * k), t->topsum = FL(N);
+        t->topk = IN(N * k), t->count = IN(E), t->start = IN(E + 1), t->perm = IN(N * k), t->where = IN(N * k);
+        t->xe = BF(N * k * H), t->eg = BF(N * k * Ie), t->eu = BF(N * k * Ie), t->eh = BF(N * k * Ie);
+        t->ey = BF(N * k * H);
+    }
+    kv->attend_scratch = cuda_model_carve(a, kv->attend_bytes);
+}
+
+/* Work buffers for N new tokens attending over up to max_len positions. */
+static int work_ensure(const CudaModel *g, CudaKvCache *kv, int N, Err *err) {
+    if (kv->cap >= N) return 0;
+    int cap = 2 * kv->cap > N ? 2 * kv->cap : N;
+    work_release(kv);
+    const ModelConfig *c = &g->cfg;
+    kv->attend_bytes = cuda_latent_attend_scratch_bytes(cap, c->num_attention_heads, c->kv_lora_rank,
+                                                        c->qk_rope_head_dim, kv->max_len);
+    Arena a = {NULL, 0};
+    work_layout(g, kv, &a, cap);
+    CU(cudaMalloc(&kv->arena, a.off));
+    a = (Arena){kv->arena, 0};
+    work_layout(g, kv, &a, cap);
+    const int E = c->n_routed_experts, dr2 = c->qk_rope_head_dim / 2 ? c->qk_rope_head_dim / 2 : 1;
+    if (E) kv->mlp.hcount = xcalloc((size_t)E, sizeof(int)), kv->mlp.hstart = xcalloc((size_t)E + 1, sizeof(int));
+    kv->hseq = xmalloc(sizeof(int) * cap), kv->hpos = xmalloc(sizeof(int) * cap), kv->hlen1 = xmalloc(sizeof(int) * cap);
+    kv->hcs = xmalloc(sizeof(float) * cap * dr2), kv->hsn = xmalloc(sizeof(float) * cap * dr2);
+    kv->cap = cap;
+    return 0;
+}
+
+/* Attention of the N new tokens of layer l: kv->att [N, n_h*d_v], as dec_attention. */
+static int dec_attention(CudaModel *g, CudaKvCache *kv, int l, int N, int max_len, Err *err) {
+    const ModelConfig *c = &g->cfg;
+    const GLayer *w = &g->layers[l];
+    const int nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    const int dqk = dn + dr, dv = c->v_head_dim, dc = c->kv_lora_rank;
+    // q_abs[:, h] = q_nope[:, h] . W_UK[h] (W_UK[h]: kv_b rows h*(d_n+d_v) .. +d_n, [d_n, d_c])
+    TRY(cuda_gemm_batched(g->blas, g->s, 0, 0, N, dc, dn, 1.0f, kv->q, nh * dqk, dqk, w->kv_b, dc,
+                          (long long)(dn + dv) * dc, 0.0f, kv->qabs, CUDA_BF16, nh * dc, dc, nh, err));
+    CudaLatentCache cache = layer_cache(g, kv, l);
+    TRY(cuda_latent_attend(g->s, &cache, N, kv->seq, kv->len1, max_len, nh, c->softmax_scale, kv->qabs, (long)nh * dc,
+                           dc, kv->q + dn, (long)nh * dqk, dqk, kv->ctx, kv->attend_scratch, err));
+    TRY(cuda_f32_to_bf16(g->s, kv->ctx16, kv->ctx, (long)N * nh * dc, err));
+    // att[:, h] = ctx[:, h] . W_UV[h]^T (W_UV[h]: kv_b rows h*(d_n+d_v)+d_n .. +d_v, [d_v, d_c])
+    return cuda_gemm_batched(g->blas, g->s, 0, 1, N, dv, dc, 1.0f, kv->ctx16, nh * dc, dc, w->kv_b + (long)dn * dc, dc,
+                             (long long)(dn + dv) * dc, 0.0f, kv->att, CUDA_BF16, nh * dv, dv, nh, err);
+}
+
+/* One decoder layer over the N new tokens in kv->x, as dec_layer. */
+static int dec_layer(CudaModel *g, CudaKvCache *kv, int l, int N, int max_len, int *load, Err *err) {
+    const ModelConfig *c = &g->cfg;
+    const GLayer *w = &g->layers[l];
+    const int H = c->hidden_size, nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    const int dqk = dn + dr, dv = c->v_head_dim, dc = c->kv_lora_rank, dq = c->q_lora_rank;
+    CudaBlas *bl = g->blas;
+    cudaStream_t s = g->s;
+    TRY(cuda_rmsnorm_fwd(s, kv->xn, NULL, kv->x, w->input_norm, N, H, H, H, c->rms_norm_eps, err));
+    if (dq) {
+        TRY(cuda_linear_fwd(bl, s, kv->qa, CUDA_BF16, kv->xn, w->q_a, N, dq, H, 0, err));
+        TRY(cuda_rmsnorm_fwd(s, kv->qan, NULL, kv->qa, w->q_a_norm, N, dq, dq, dq, c->latent_norm_eps, err));
+        TRY(cuda_linear_fwd(bl, s, kv->q, CUDA_BF16, kv->qan, w->q_b, N, nh * dqk, dq, 0, err));
+    } else {
+        TRY(cuda_linear_fwd(bl, s, kv->q, CUDA_BF16, kv->xn, w->q, N, nh * dqk, H, 0, err));
+    }
+    TRY(cuda_rope_apply(s, kv->q + dn, kv->rcos, kv->rsin, N, nh, dqk, nh * dqk, dr, 0, err));
+    TRY(cuda_linear_fwd(bl, s, kv->kva, CUDA_BF16, kv->xn, w->kv_a, N, dc + dr, H, 0, err));
+    TRY(cuda_rope_apply(s, kv->kva + dc, kv->rcos, kv->rsin, N, 1, 0, dc + dr, dr, 0, err));
+    TRY(cuda_rmsnorm_fwd(s, kv->ckvn, NULL, kv->kva, w->kv_a_norm, N, dc, dc + dr, dc, c->latent_norm_eps, err));
+    CudaLatentCache cache = layer_cache(g, kv, l);
+    TRY(cuda_latent_append(s, &cache, N, kv->seq, kv->pos, kv->ckvn, dc, kv->kva + dc, dc + dr, err));
+    TRY(dec_attention(g, kv, l, N, max_len, err));
+    TRY(cuda_linear_fwd(bl, s, kv->x, CUDA_BF16, kv->att, w->o, N, H, nh * dv, 1, err));
+    TRY(cuda_rmsnorm_fwd(s, kv->xn, NULL, kv->x, w->post_norm, N, H, H, H, c->rms_norm_eps, err));
+    GActs *t = &kv->mlp;
+    if (w->moe) return cuda_model_moe(g, l, t, kv->xn, N, kv->x, load, err);
+    return cuda_model_swiglu(g, kv->x, 1, kv->xn, w->mlp_gate, w->mlp_up, w->mlp_down, t->g, t->u, t->h, N,
+                             c->intermediate_size, err);
+}
+
+/* model_extend's checks, then the per-token slot, position and length and the rope tables. */
+static int extend_plan(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
+                       int *N_out, int *max_len, Err *err) {
+    const ModelConfig *c = &g->cfg;
+    int N = 0, mx = 0;
+    for (int i = 0; i < nseq; i++) {
+        int s = slots[i];
+        if (s < 0 || s >= kv->nslots) return err_set(err, ERR_INPUT, "cuda decode: slot %d out of range [0, %d)", s, kv->nslots);
+        if (ntok[i] <= 0) return err_set(err, ERR_INPUT, "cuda decode: sequence %d has no new tokens", i);
+        for (int j = 0; j < i; j++)
+            if (slots[j] == s) return err_set(err, ERR_INPUT, "cuda decode: slot %d named twice in one call", s);
+        if (kv->len[s] + ntok[i] > kv->max_len || kv->len[s] + ntok[i] > c->max_position_embeddings)
+            return err_set(err, ERR_INPUT, "cuda decode: slot %d would hold %d tokens (cache max %d, model max %d)", s,
+                           kv->len[s] + ntok[i], kv->max_len, c->max_position_embeddings);
+        N += ntok[i];
+        mx = kv->len[s] + ntok[i] > mx ? kv->len[s] + ntok[i] : mx;
+    }
+    for (int i = 0; i < N; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab_size)
+            return err_set(err, ERR_INPUT, "cuda decode: token id %d outside the vocabulary", ids[i]);
+    TRY(work_ensure(g, kv, N, err));
+    for (int i = 0, n = 0; i < nseq; i++)
+        for (int j = 0; j < ntok[i]; j++, n++)
+            kv->hseq[n] = slots[i], kv->hpos[n] = kv->len[slots[i]] + j, kv->hlen1[n] = kv->hpos[n] + 1;
+    rope_table(kv->hcs, kv->hsn, kv->hpos, g->inv_freq, c->rope_amplitude, N, c->qk_rope_head_dim);
+    const size_t dr2 = (size_t)c->qk_rope_head_dim / 2;
+    CU(cudaMemcpyAsync(kv->ids, ids, sizeof(int) * N, cudaMemcpyHostToDevice, g->s));
+    CU(cudaMemcpyAsync(kv->seq, kv->hseq, sizeof(int) * N, cudaMemcpyHostToDevice, g->s));
+    CU(cudaMemcpyAsync(kv->pos, kv->hpos, sizeof(int) * N, cudaMemcpyHostToDevice, g->s));
+    CU(cudaMemcpyAsync(kv->len1, kv->hlen1, sizeof(int) * N, cudaMemcpyHostToDevice, g->s));
+    CU(cudaMemcpyAsync(kv->rcos, kv->hcs, sizeof(float) * N * dr2, cudaMemcpyHostToDevice, g->s));
+    CU(cudaMemcpyAsync(kv->rsin, kv->hsn, sizeof(float) * N * dr2, cudaMemcpyHostToDevice, g->s));
+    *N_out = N, *max_len = mx;
+    return 0;
+}
+
+int cuda_model_extend(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
+                      float *logits, int all_logits, int *load, Err *err) {
+    const ModelConfig *c = &g->cfg;
+    const int H = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers, E = c->n_routed_experts;
+    int N = 0, max_len = 0;
+    TRY(extend_plan(g, kv, nseq, slots, ntok, ids, &N, &max_len, err));
+    TRY(cuda_embed_rows(g->s, kv->x, g->embed, kv->ids, N, H, err));
+    if (load && E) memset(load, 0, sizeof(int) * L * E);
+    for (int l = 0; l < L; l++) TRY(dec_layer(g, kv, l, N, max_len, load && E ? load + l * E : NULL, err));
+    for (int i = 0; i < nseq; i++) kv->len[slots[i]] += ntok[i];
+    TRY(cuda_rmsnorm_fwd(g->s, kv->xn, NULL, kv->x, g->final_norm, N, H, H, H, c->rms_norm_eps, err));
+    const cuda_bf16 *xs = kv->xn;
+    int rows = N;
+    if (!all_logits) {  // each sequence's last new token
+        for (int i = 0, n = 0; i < nseq; i++) {
+            n += ntok[i];
+            CU(cudaMemcpyAsync(kv->last + (long)i * H, kv->xn + (long)(n - 1) * H, sizeof(cuda_bf16) * H,
+                               cudaMemcpyDeviceToDevice, g->s));
+        }
+        xs = kv->last, rows = nseq;
+    }
+    TRY(cuda_linear_fwd(g->blas, g->s, kv->logits, CUDA_F32, xs, g->lm_head, rows, V, H, 0, err));
+    CU(cudaMemcpyAsync(logits, kv->logits, sizeof(float) * rows * V, cudaMemcpyDeviceToHost, g->s));
+    CU(cudaStreamSynchronize(g->s));
+    return 0;
+}

@@ -1,0 +1,200 @@
+/* test_cuda_model: the whole training forward and backward on the GPU
+ * (model/cuda/model_cuda.h) against the CPU model (model_forward, model_backward)
+ * on the same weights:
+ *  - the trained tiny-arith base (recipes/tiny-arith/base: V3, q-LoRA, YaRN,
+ *    noaux_tc routing over 8 experts + 1 shared), so log-probs and entropies
+ *    have the spread of a real model, not a random one's near-uniform ones;
+ *  - an inline V2-style config (no q-LoRA, softmax gating with
+ *    group_limited_greedy, no correction bias) with random weights.
+ * Weights are rounded to bf16 on the CPU side too, so the difference measured
+ * is the GPU's bf16 activations and fp32 sums, not the weights'. Rows of
+ * T = 37 (not a multiple of any tile), B = 3, two temperatures; targets of
+ * -1 must give exactly 0. Bound: nmse 2e-3 on log-probs and entropies
+ * (cuda_test.h's chain bound 2e-4 per block, ~10 blocks deep), and at most 5%
+ * of the router's expert choices different (near-ties flip under bf16 inputs;
+ * a wrong routing kernel changes most). Gradients (random d log-prob and
+ * d entropy): nmse <= 1e-2 per parameter tensor (bf16 activation gradients
+ * through every layer; a wrong index gives ~1), the routed experts' tensors
+ * taken together (a flipped choice moves one token's gradient between
+ * experts, which would fail a small expert's tensor alone). Decoding
+ * (cuda_model_extend over the paged latent cache, absorbed MLA) against
+ * model_extend: a two-sequence prefill of 13 and 29 tokens (every token's
+ * logits), four one-token steps, and a slot copied from another: logits nmse
+ * <= 2e-3, and the copy's logits bitwise equal to its source's. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_test.h"
+#include "model/config.h"
+#include "model/kvcache.h"
+#include "model/cuda/model_cuda.h"
+#include "model/model.h"
+
+static const char *V2_CONFIG =
+    "{\"model_type\": \"deepseek_v2\", \"vocab_size\": 320, \"hidden_size\": 128, \"intermediate_size\": 256,"
+    " \"moe_intermediate_size\": 64, \"num_hidden_layers\": 3, \"first_k_dense_replace\": 1, \"moe_layer_freq\": 1,"
+    " \"num_attention_heads\": 4, \"q_lora_rank\": null, \"kv_lora_rank\": 32, \"qk_nope_head_dim\": 16,"
+    " \"qk_rope_head_dim\": 16, \"v_head_dim\": 24, \"n_routed_experts\": 8, \"n_shared_experts\": 2,"
+    " \"num_experts_per_tok\": 3, \"n_group\": 4, \"topk_group\": 2, \"scoring_func\": \"softmax\","
+    " \"topk_method\": \"group_limited_greedy\", \"norm_topk_prob\": false, \"routed_scaling_factor\": 1.0,"
+    " \"rms_norm_eps\": 1e-6, \"rope_theta\": 10000.0, \"max_position_embeddings\": 256,"
+    " \"tie_word_embeddings\": false, \"bos_token_id\": 0, \"eos_token_id\": 1}";
+
+static void round_params_bf16(Model *m) {
+    for (size_t i = 0; i < m->numel; i++) m->params[i] = bf16_to_f32(bf16_from_f32(m->params[i]));
+}
+
+/* Compares one forward at one temperature; ids/targets [B*T]. */
+static void compare(const char *name, Model *m, CudaModel *g, const Batch *b, float temp) {
+    Err err = {0};
+    const int N = b->B * b->T, L = m->cfg.num_hidden_layers, E = m->cfg.n_routed_experts;
+    float *lc = malloc(sizeof(float) * N), *ec = malloc(sizeof(float) * N);
+    float *lg = malloc(sizeof(float) * N), *eg = malloc(sizeof(float) * N);
+    int *load = calloc((size_t)L * (E ? E : 1), sizeof(int));
+    OK(model_forward(m, b, temp, lc, ec, &err));
+    OK(cuda_model_forward(g, b, temp, lg, eg, load, &err));
+    double el = nmse(lg, lc, N), ee = nmse(eg, ec, N);
+    printf("%s, T=%.1f: nmse log-prob %.2e, entropy %.2e\n", name, temp, el, ee);
+    CHECK(el <= 2e-3, "%s: log-prob nmse %.3e > 2e-3", name, el);
+    CHECK(ee <= 2e-3, "%s: entropy nmse %.3e > 2e-3", name, ee);
+    int zero_ok = 1;
+    for (int i = 0; i < N; i++) zero_ok &= b->targets[i] >= 0 || lg[i] == 0.0f;
+    CHECK(zero_ok, "%s: a position with target -1 has a non-zero log-prob", name);
+    if (E) {
+        long diff = 0, total = 0;
+        for (long i = 0; i < (long)L * E; i++) diff += labs((long)load[i] - m->router_load[i]), total += m->router_load[i];
+        printf("%s: router load differs in %ld of %ld assignments\n", name, diff / 2, total);
+        CHECK(total > 0 && diff / 2 <= total / 20, "%s: router choices differ in %ld of %ld", name, diff / 2, total);
+    }
+    free(lc), free(ec), free(lg), free(eg), free(load);
+}
+
+/* Accumulates one tensor's squared error and squared reference into num/den. */
+static void sq_err(const float *out, const float *ref, size_t n, double *num, double *den) {
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)out[i] - ref[i];
+        *num += isfinite(out[i]) ? d * d : INFINITY;
+        *den += (double)ref[i] * ref[i];
+    }
+}
+
+static void compare_grads(const char *name, Model *m, CudaModel *g, const Batch *b, uint64_t seed) {
+    Err err = {0};
+    const int N = b->B * b->T;
+    float *lp = malloc(sizeof(float) * N), *dl = malloc(sizeof(float) * N), *de = malloc(sizeof(float) * N);
+    uint64_t st = seed;
+    for (int i = 0; i < N; i++) dl[i] = rand_normal(&st), de[i] = 0.3f * rand_normal(&st);
+    model_alloc_grads(m);
+    model_zero_grads(m);
+    OK(model_forward(m, b, 0.9f, lp, NULL, &err));
+    model_backward(m, b, dl, de);
+    OK(cuda_model_zero_grads(g, &err));
+    OK(cuda_model_forward(g, b, 0.9f, lp, NULL, NULL, &err));
+    OK(cuda_model_backward(g, b, dl, de, &err));
+    float *gg = malloc(sizeof(float) * m->numel);
+    OK(cuda_model_grads_download(g, gg, &err));
+    double en = 0, ed = 0, worst = 0;
+    const char *worst_name = "";
+    for (int i = 0; i < m->nparams; i++) {
+        const Param *p = &m->ptab[i];
+        if (!p->trainable) continue;
+        double num = 0, den = 0;
+        sq_err(gg + p->offset, m->grads + p->offset, p->numel, &num, &den);
+        if (strstr(p->name, ".mlp.experts.")) { en += num, ed += den; continue; }
+        double e = den > 0 ? num / den : (num > 0 ? INFINITY : 0.0);
+        if (e > worst) worst = e, worst_name = p->name;
+        CHECK(e <= 1e-2, "%s: gradient of %s: nmse %.3e > 1e-2", name, p->name, e);
+    }
+    double ee = ed > 0 ? en / ed : (en > 0 ? INFINITY : 0.0);
+    printf("%s: gradients: worst tensor %s nmse %.2e; routed experts together %.2e\n", name, worst_name, worst, ee);
+    CHECK(ee <= 1e-2, "%s: routed experts' gradients: nmse %.3e > 1e-2", name, ee);
+    free(lp), free(dl), free(de), free(gg);
+}
+
+/* One extend call on both sides; compares the logits [rows, V]. */
+static void extend_both(const char *name, Model *m, KvCache *kc, CudaModel *g, CudaKvCache *kg, int nseq,
+                        const int *slots, const int *ntok, const int *ids, int all, float *lg) {
+    Err err = {0};
+    int rows = 0;
+    for (int i = 0; i < nseq; i++) rows += all ? ntok[i] : 1;
+    const long n = (long)rows * m->cfg.vocab_size;
+    float *lc = malloc(sizeof(float) * n);
+    OK(model_extend(m, kc, nseq, slots, ntok, ids, lc, all, &err));
+    OK(cuda_model_extend(g, kg, nseq, slots, ntok, ids, lg, all, NULL, &err));
+    double e = nmse(lg, lc, n);
+    printf("%s: decode, %d sequences, %d rows of logits: nmse %.2e\n", name, nseq, rows, e);
+    CHECK(e <= 2e-3, "%s: decode logits nmse %.3e > 2e-3 (%d sequences)", name, e, nseq);
+    free(lc);
+}
+
+static void compare_decode(const char *name, Model *m, CudaModel *g, uint64_t seed) {
+    Err err = {0};
+    const int V = m->cfg.vocab_size;
+    KvCache kc;
+    OK(kvcache_create(&kc, &m->cfg, 3, 64, &err));
+    CudaKvCache *kg = cuda_kvcache_new(g, 3, 64, 16, &err);
+    if (!kg) op_failed("cuda_kvcache_new", &err);
+    float *lg = malloc(sizeof(float) * 42 * V);
+    int ids[42];
+    uint64_t st = seed;
+    for (int i = 0; i < 42; i++) ids[i] = (int)(rng_next(&st) % (uint64_t)V);
+    int slots[2] = {0, 1}, ntok[2] = {13, 29};
+    extend_both(name, m, &kc, g, kg, 2, slots, ntok, ids, 1, lg);
+    int one[2] = {1, 1};
+    for (int step = 0; step < 4; step++) {
+        int next[2] = {(int)(rng_next(&st) % (uint64_t)V), (int)(rng_next(&st) % (uint64_t)V)};
+        extend_both(name, m, &kc, g, kg, 2, slots, one, next, 0, lg);
+    }
+    kvcache_copy(&kc, 2, 0);
+    OK(cuda_kvcache_copy(g, kg, 2, 0, &err));
+    CHECK(cuda_kvcache_len(kg, 2) == 17, "%s: copied slot holds %d tokens, not 17", name, cuda_kvcache_len(kg, 2));
+    int pair[2] = {0, 2}, same[2] = {5, 5};
+    extend_both(name, m, &kc, g, kg, 2, pair, one, same, 0, lg);
+    CHECK(!memcmp(lg, lg + V, sizeof(float) * V), "%s: a copied slot decodes differently from its source", name);
+    int bad = 70;  // past the cache
+    CHECK(cuda_model_extend(g, kg, 1, pair, &bad, ids, lg, 0, NULL, &err) == -1 && err.code == ERR_INPUT,
+          "%s: extending past the cache must be refused", name);
+    free(lg);
+    cuda_kvcache_free(kg);
+    kvcache_free(&kc);
+}
+
+static void run_model(const char *name, Model *m, uint64_t seed) {
+    Err err = {0};
+    round_params_bf16(m);
+    CudaModel *g = cuda_model_new(m, &err);
+    if (!g) op_failed("cuda_model_new", &err);
+    const int B = 3, T = 37, N = B * T, V = m->cfg.vocab_size;
+    int *ids = malloc(sizeof(int) * N), *tg = malloc(sizeof(int) * N);
+    uint64_t st = seed;
+    for (int i = 0; i < N; i++) ids[i] = (int)(rng_next(&st) % (uint64_t)V);
+    for (int i = 0; i < N; i++) tg[i] = (i % 11 == 5) ? -1 : (i % 2 ? ids[(i + 1) % N] : (int)(rng_next(&st) % (uint64_t)V));
+    Batch b = {B, T, ids, tg, NULL};
+    compare(name, m, g, &b, 1.0f);
+    compare(name, m, g, &b, 0.7f);
+    compare_grads(name, m, g, &b, seed + 100);
+    compare_decode(name, m, g, seed + 200);
+    // Bad input is refused before anything runs on the GPU.
+    ids[7] = V;
+    CHECK(cuda_model_forward(g, &b, 1.0f, NULL, NULL, NULL, &err) == -1 && err.code == ERR_INPUT && strstr(err.msg, "position 7"),
+          "%s: token id out of the vocabulary: %s", name, err.msg);
+    free(ids), free(tg);
+    cuda_model_free(g);
+}
+
+int main(void) {
+    CUDA_TEST_REQUIRE_GPU();
+    Err err = {0};
+    Model m;
+    OK(model_load(&m, GRPO_TESTS_DIR "/../recipes/tiny-arith/base", NULL, &err));
+    run_model("tiny-arith base", &m, 1);
+    model_free(&m);
+    ModelConfig c;
+    OK(config_parse(&c, V2_CONFIG, strlen(V2_CONFIG), "V2_CONFIG", &err));
+    OK(model_create(&m, &c, NULL, &err));
+    model_init_random(&m, 7, 0.1f);
+    run_model("V2-style, random weights", &m, 2);
+    model_free(&m);
+    return test_report();
+}
