@@ -590,10 +590,20 @@ static int latent_check(const char *fn, const CudaLatentCache *c, Err *err) {
     return 0;
 }
 
+// Enough for every call with at most nq queries and max_len: fewer queries get more
+// splits, so the product nq' * nsplit is not monotonic in nq'; nsplit is at most the
+// plan's ns, itself min(want(nq'), tiles of max_len), and grows with max_len.
 extern "C" size_t cuda_latent_attend_scratch_bytes(int nq, int nh, int dc, int dr, int max_len) {
     DecPlan p;
     if (nq <= 0 || nh <= 0 || dc <= 0 || max_len < 0 || latent_plan(nq, nh, dc, dr, max_len, &p)) return 0;
-    return sizeof(float) * (size_t)nq * p.nsplit * nh * (dc + 2);
+    const int most = max_len > 0 ? (max_len + p.g.Bc - 1) / p.g.Bc : 1;
+    long units = 0;
+    for (int q = 1; q <= nq; q++) {
+        long per_split = (long)q * p.nhg, want = (DECODE_TARGET_BLOCKS + per_split - 1) / per_split;
+        long ns = want < most ? want : most, u = (long)q * (ns < 1 ? 1 : ns);
+        units = u > units ? u : units;
+    }
+    return sizeof(float) * (size_t)units * nh * (dc + 2);
 }
 
 extern "C" int cuda_latent_attend(cudaStream_t s, const CudaLatentCache *c, int nq, const int *seq, const int *len,

@@ -105,8 +105,9 @@ int cuda_latent_append(cudaStream_t s, const CudaLatentCache *c, int n, const in
                        const cuda_bf16 *ckv, long ckv_ld, const cuda_bf16 *kpe, long kpe_ld, Err *err);
 
 /* Device scratch of cuda_latent_attend: the split partials [nq, nsplit, nh]
- * of (context, max, sum) in fp32. Depends on (nq, nh, dc, dr, max_len) only
- * (0 for shapes cuda_latent_attend refuses). */
+ * of (context, max, sum) in fp32; enough for every call with at most nq
+ * queries and a max_len of at most max_len (fewer queries are split more);
+ * 0 for shapes cuda_latent_attend refuses. */
 size_t cuda_latent_attend_scratch_bytes(int nq, int nh, int dc, int dr, int max_len);
 
 /* Absorbed-MLA decoding for nq queries in one launch. Query i belongs to
