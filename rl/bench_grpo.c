@@ -9,7 +9,10 @@
  * check results (the tests do). */
 #define _XOPEN_SOURCE 700
 #include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,6 +231,22 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return remove(path);
 }
 
+/* A bench stopped by Ctrl-C cannot remove its /tmp/grpo-bench-grpo-<pid>-XXXXXX (the
+ * run's database, checkpoints, the torch side's files): the next bench removes those
+ * whose process is gone. */
+static void tmp_sweep(void) {
+    DIR *d = opendir("/tmp");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        int pid;
+        char path[300];
+        if (sscanf(e->d_name, "grpo-bench-grpo-%d-", &pid) != 1 || pid <= 0 || pid == getpid()) continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+        snprintf(path, sizeof path, "/tmp/%s", e->d_name);
+        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    if (d) closedir(d);
+}
+
 static CliOpt opts[] = {
     {"--recipe", "FILE", "recipes/tiny-arith.lua", "the recipe whose step is timed", 0},
     {"--set", "KEY=VALUE[;KEY=VALUE...]", "", "recipe overrides, applied to both sides", 0},
@@ -273,7 +292,9 @@ int bench_grpo(int argc, char **argv) {
     if (threads > 0) omp_set_num_threads((int)threads);
     int nthreads = omp_get_max_threads();
     r.threads = nthreads;
-    char tmp[] = "/tmp/grpo-bench-grpo.XXXXXX";
+    tmp_sweep();
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "/tmp/grpo-bench-grpo-%d-XXXXXX", (int)getpid());
     if (!mkdtemp(tmp)) { perror("grpo bench grpo: mkdtemp"); return 1; }
     snprintf(r.output_dir, sizeof r.output_dir, "%s", tmp);
     snprintf(r.name, sizeof r.name, "bench");
