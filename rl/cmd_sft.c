@@ -60,33 +60,35 @@ fail:
     return NULL;
 }
 
-/* One optimizer step over examples order[b0..b1): forward/backward in micro-batches. */
+/* One optimizer step over examples order[b0..b1): forward/backward in micro-batches,
+ * each packed (every example its own segment, no padding: model.h PackedBatch). */
 static double sft_step(Model *m, Example *ex, const int *order, int b0, int b1, int micro, long *ntok_out, Err *err) {
     long ntok = 0;
     for (int i = b0; i < b1; i++) ntok += ex[order[i]].n - ex[order[i]].start;
     double loss = 0;
     for (int s = b0; s < b1; s += micro) {
-        int B = b1 - s < micro ? b1 - s : micro, T = 0;
-        for (int i = 0; i < B; i++) T = ex[order[s + i]].n > T ? ex[order[s + i]].n : T;
-        int *ids = xcalloc((size_t)B * T, sizeof(int)), *tg = xmalloc(sizeof(int) * B * T), *len = xmalloc(sizeof(int) * B);
-        float *lp = xmalloc(sizeof(float) * B * T), *dl = xcalloc((size_t)B * T, sizeof(float));
-        for (int i = 0; i < B * T; i++) tg[i] = -1;
-        for (int i = 0; i < B; i++) {
+        int B = b1 - s < micro ? b1 - s : micro, N = 0;
+        for (int i = 0; i < B; i++) N += ex[order[s + i]].n;
+        int *ids = xmalloc(sizeof(int) * N), *tg = xmalloc(sizeof(int) * N);
+        float *lp = xmalloc(sizeof(float) * N), *dl = xcalloc((size_t)N, sizeof(float));
+        PackSeg *seg = xmalloc(sizeof *seg * B);
+        for (int i = 0, at = 0; i < B; at += ex[order[s + i]].n, i++) {
             const Example *e = &ex[order[s + i]];
-            len[i] = e->n;
-            memcpy(ids + (long)i * T, e->ids, sizeof(int) * e->n);
+            seg[i] = (PackSeg){at, e->n, -1};
+            memcpy(ids + at, e->ids, sizeof(int) * e->n);
+            for (int t = 0; t < e->n; t++) tg[at + t] = -1;
             for (int t = e->start - 1; t + 1 < e->n; t++) { /* position t predicts token t+1 */
-                tg[(long)i * T + t] = e->ids[t + 1];
-                dl[(long)i * T + t] = -1.0f / ntok;
+                tg[at + t] = e->ids[t + 1];
+                dl[at + t] = -1.0f / ntok;
             }
         }
-        Batch b = {B, T, ids, tg, len};
-        int rc = model_forward(m, &b, 1.0f, lp, NULL, err);
+        PackedBatch pb = {N, B, ids, tg, seg};
+        int rc = model_forward_packed(m, &pb, 1.0f, lp, NULL, err);
         if (!rc) {
-            for (int i = 0; i < B * T; i++) loss -= tg[i] >= 0 ? lp[i] : 0.0;
-            model_backward(m, &b, dl, NULL);
+            for (int i = 0; i < N; i++) loss -= tg[i] >= 0 ? lp[i] : 0.0;
+            model_backward_packed(m, &pb, dl, NULL);
         }
-        free(ids), free(tg), free(len), free(lp), free(dl);
+        free(ids), free(tg), free(lp), free(dl), free(seg);
         if (rc) return NAN;
     }
     *ntok_out = ntok;
