@@ -95,6 +95,88 @@ static double sft_step(Model *m, Example *ex, const int *order, int b0, int b1, 
     return loss / ntok;
 }
 
+/* What one run holds; sft_free releases whatever was made. */
+typedef struct Sft {
+    Model m;
+    Tokenizer *tok;
+    Dataset d;
+    Example *ex;
+    int nex, have_model, have_data, have_opt;
+    AdamW opt;
+    int *order; /* [nex] this epoch's order */
+} Sft;
+
+static void sft_free(Sft *s) {
+    if (s->have_opt) adamw_free(&s->opt);
+    for (int k = 0; s->ex && k < s->nex; k++) free(s->ex[k].ids);
+    free(s->ex), free(s->order);
+    if (s->have_data) dataset_free(&s->d);
+    if (s->tok) tok_free(s->tok);
+    if (s->have_model) model_free(&s->m);
+}
+
+static int sft_setup(Sft *s, const Recipe *r, Err *err) {
+    if (runctx_load(r, &s->m, &s->tok, err)) return -1;
+    s->have_model = 1;
+    if (dataset_load(&s->d, r->train_data, err)) return -1;
+    s->have_data = 1;
+    if (!(s->ex = sft_examples(r, s->tok, &s->d, &s->nex, err))) return -1;
+    if (!s->nex) return err_set(err, ERR_INPUT, "%s: no usable rows", r->train_data);
+    AdamWOpts ao;
+    adamw_opts_default(&ao);
+    ao.weight_decay = r->weight_decay, ao.max_grad_norm = r->max_grad_norm;
+    if (adamw_init(&s->opt, &ao, s->m.ptab, s->m.nparams, s->m.numel, err)) return -1;
+    s->have_opt = 1;
+    s->order = xmalloc(sizeof(int) * s->nex);
+    model_alloc_grads(&s->m);
+    return 0;
+}
+
+/* Steps of micro_batch examples, reshuffled each epoch; checkpoints every save_steps and at the end. */
+static int sft_train(Sft *s, const Recipe *r, Err *err) {
+    const int nex = s->nex, per_epoch = (nex + r->micro_batch - 1) / r->micro_batch, steps = per_epoch * r->sft_epochs;
+    LrSchedule sch = {0};
+    if (lr_schedule_parse(r->lr_scheduler_type, &sch.type, err)) return -1;
+    sch.lr = r->learning_rate, sch.total_steps = steps, sch.num_cycles = 0.5;
+    sch.warmup_steps = lr_warmup_steps(r->warmup_ratio, steps);
+    uint64_t rs = (uint64_t)r->seed;
+    char dir[1024];
+    const char *tokdir = r->tokenizer[0] ? r->tokenizer : r->model;
+    double t0 = clock_now();
+    long tokens = 0;
+    printf("grpo sft: %d examples, %d steps of %d, lr %g (%s), model %s\n", nex, steps, r->micro_batch,
+           r->learning_rate, r->lr_scheduler_type, r->model);
+    for (int step = 0; step < steps; step++) {
+        if (step % per_epoch == 0) { /* reshuffle each epoch */
+            for (int i = 0; i < nex; i++) s->order[i] = i;
+            for (int i = nex - 1; i > 0; i--) {
+                int j = (int)(rng_next(&rs) % (uint64_t)(i + 1)), t = s->order[i];
+                s->order[i] = s->order[j], s->order[j] = t;
+            }
+        }
+        int b0 = (step % per_epoch) * r->micro_batch, b1 = b0 + r->micro_batch < nex ? b0 + r->micro_batch : nex;
+        model_zero_grads(&s->m);
+        long nt = 0;
+        double loss = sft_step(&s->m, s->ex, s->order, b0, b1, r->micro_batch, &nt, err);
+        if (isnan(loss) && err->msg[0]) return -1;
+        AdamWStepInfo info;
+        adamw_step(&s->opt, s->m.params, s->m.grads, lr_schedule_at(&sch, step), &info);
+        tokens += nt;
+        double el = clock_now() - t0;
+        runctx_progress(stdout, step + 1 == steps, "step %d/%d  loss %.4f  lr %.2e  grad_norm %.3f%s  %.0f tok/s  ETA %.0fs",
+                        step + 1, steps, loss, info.lr, info.grad_norm, info.skipped ? " (skipped: non-finite)" : "",
+                        tokens / el, el / (step + 1) * (steps - step - 1));
+        if (r->save_steps > 0 && (step + 1) % r->save_steps == 0 && step + 1 < steps) {
+            snprintf(dir, sizeof dir, "%s/%s/checkpoints/step-%d", r->output_dir, r->name, step + 1);
+            if (runctx_save(&s->m, tokdir, dir, r->save_dtype, err)) return -1;
+        }
+    }
+    snprintf(dir, sizeof dir, "%s/%s/checkpoints/final", r->output_dir, r->name);
+    if (runctx_save(&s->m, tokdir, dir, r->save_dtype, err)) return -1;
+    printf("grpo sft: wrote %s (%.1f s)\n", dir, clock_now() - t0);
+    return 0;
+}
+
 int cmd_sft(int argc, char **argv) {
     CliOpt opts[] = {{"--set", "KEY=VALUE[;KEY=VALUE...]", "", "override recipe fields (';'-separated)", 0}, {0}};
     CliSpec spec = {"grpo sft RECIPE.lua [--set key=value]",
@@ -109,67 +191,12 @@ int cmd_sft(int argc, char **argv) {
     Recipe r;
     Err err = {0};
     recipe_defaults(&r);
-    if (recipe_load(&r, pos[0], &err)) goto fail;
-    if (runctx_set_recipe(&r, cli_str(&spec, "--set"), &err)) goto fail;
-    if (r.threads > 0) omp_set_num_threads(r.threads);
-    Model m;
-    Tokenizer *tok;
-    if (runctx_load(&r, &m, &tok, &err)) goto fail;
-    Dataset d;
-    if (dataset_load(&d, r.train_data, &err)) goto fail;
-    int nex;
-    Example *ex = sft_examples(&r, tok, &d, &nex, &err);
-    if (!ex) goto fail;
-    if (!nex) { err_set(&err, ERR_INPUT, "%s: no usable rows", r.train_data); goto fail; }
-    AdamWOpts ao;
-    adamw_opts_default(&ao);
-    ao.weight_decay = r.weight_decay, ao.max_grad_norm = r.max_grad_norm;
-    AdamW opt;
-    if (adamw_init(&opt, &ao, m.ptab, m.nparams, m.numel, &err)) goto fail;
-    int per_epoch = (nex + r.micro_batch - 1) / r.micro_batch, steps = per_epoch * r.sft_epochs;
-    LrSchedule sch = {0};
-    if (lr_schedule_parse(r.lr_scheduler_type, &sch.type, &err)) goto fail;
-    sch.lr = r.learning_rate, sch.total_steps = steps, sch.num_cycles = 0.5;
-    sch.warmup_steps = lr_warmup_steps(r.warmup_ratio, steps);
-    int *order = xmalloc(sizeof(int) * nex);
-    uint64_t rs = (uint64_t)r.seed;
-    char dir[1024];
-    const char *tokdir = r.tokenizer[0] ? r.tokenizer : r.model;
-    model_alloc_grads(&m);
-    double t0 = clock_now();
-    long tokens = 0;
-    printf("grpo sft: %d examples, %d steps of %d, lr %g (%s), model %s\n", nex, steps, r.micro_batch, r.learning_rate,
-           r.lr_scheduler_type, r.model);
-    for (int step = 0; step < steps; step++) {
-        if (step % per_epoch == 0) { /* reshuffle each epoch */
-            for (int i = 0; i < nex; i++) order[i] = i;
-            for (int i = nex - 1; i > 0; i--) {
-                int j = (int)(rng_next(&rs) % (uint64_t)(i + 1)), t = order[i];
-                order[i] = order[j], order[j] = t;
-            }
-        }
-        int b0 = (step % per_epoch) * r.micro_batch, b1 = b0 + r.micro_batch < nex ? b0 + r.micro_batch : nex;
-        model_zero_grads(&m);
-        long nt = 0;
-        double loss = sft_step(&m, ex, order, b0, b1, r.micro_batch, &nt, &err);
-        if (isnan(loss) && err.msg[0]) goto fail;
-        AdamWStepInfo info;
-        adamw_step(&opt, m.params, m.grads, lr_schedule_at(&sch, step), &info);
-        tokens += nt;
-        double el = clock_now() - t0;
-        runctx_progress(stdout, step + 1 == steps, "step %d/%d  loss %.4f  lr %.2e  grad_norm %.3f%s  %.0f tok/s  ETA %.0fs",
-                        step + 1, steps, loss, info.lr, info.grad_norm, info.skipped ? " (skipped: non-finite)" : "",
-                        tokens / el, el / (step + 1) * (steps - step - 1));
-        if (r.save_steps > 0 && (step + 1) % r.save_steps == 0 && step + 1 < steps) {
-            snprintf(dir, sizeof dir, "%s/%s/checkpoints/step-%d", r.output_dir, r.name, step + 1);
-            if (runctx_save(&m, tokdir, dir, r.save_dtype, &err)) goto fail;
-        }
-    }
-    snprintf(dir, sizeof dir, "%s/%s/checkpoints/final", r.output_dir, r.name);
-    if (runctx_save(&m, tokdir, dir, r.save_dtype, &err)) goto fail;
-    printf("grpo sft: wrote %s (%.1f s)\n", dir, clock_now() - t0);
-    return 0;
-fail:
+    Sft s = {0};
+    rc = recipe_load(&r, pos[0], &err) || runctx_set_recipe(&r, cli_str(&spec, "--set"), &err) ? -1 : 0;
+    if (!rc && r.threads > 0) omp_set_num_threads(r.threads);
+    if (!rc) rc = sft_setup(&s, &r, &err) || sft_train(&s, &r, &err) ? -1 : 0;
+    sft_free(&s);
+    if (!rc) return 0;
     fprintf(stderr, "grpo sft: %s\n", err.msg);
     return err.code ? err.code : 1;
 }
