@@ -9,14 +9,17 @@
  * Weights are rounded to bf16 on the CPU side too, so the difference measured
  * is the GPU's bf16 activations and fp32 sums, not the weights'. Rows of
  * T = 37 (not a multiple of any tile), B = 3, two temperatures; targets of
- * -1 must give exactly 0. Bound: nmse 2e-3 on log-probs and entropies
- * (cuda_test.h's chain bound 2e-4 per block, ~10 blocks deep), and at most 5%
- * of the router's expert choices different (near-ties flip under bf16 inputs;
- * a wrong routing kernel changes most). Gradients (random d log-prob and
- * d entropy): nmse <= 1e-2 per parameter tensor (bf16 activation gradients
- * through every layer; a wrong index gives ~1), the routed experts' tensors
- * taken together (a flipped choice moves one token's gradient between
- * experts, which would fail a small expert's tensor alone). Decoding
+ * -1 must give exactly 0. Bounds: log-probs nmse 2e-3 (cuda_test.h's chain
+ * bound 2e-4 per block, ~10 blocks deep); at most 5% of the router's expert
+ * choices different (near-ties flip under bf16 inputs; a wrong routing kernel
+ * changes most). Entropies and gradients are held to the CPU's own
+ * sensitivity: the CPU model is run again with every weight moved by about one
+ * bf16 rounding (relative N(0, 2^-8/sqrt 3)), and the GPU may differ from the
+ * CPU by at most SENS_K times what that moves each result (nmse), with a floor
+ * of 1e-3 (gradients; 2e-3 entropies) and a cap of 0.25: a trained model's sharp
+ * softmaxes and routing near ties make some gradients move by 1.5e-2 under such
+ * a nudge (and 5e-2 on the emulated GPU), while a wrong index moves them by ~1. Routed experts' tensors are taken together (a
+ * flipped choice moves one token's gradient between experts). Decoding
  * (cuda_model_extend over the paged latent cache, absorbed MLA) against
  * model_extend: a two-sequence prefill of 13 and 29 tokens (every token's
  * logits), four one-token steps, and a slot copied from another: logits nmse
@@ -41,6 +44,22 @@ static const char *V2_CONFIG =
     " \"rms_norm_eps\": 1e-6, \"rope_theta\": 10000.0, \"max_position_embeddings\": 256,"
     " \"tie_word_embeddings\": false, \"bos_token_id\": 0, \"eos_token_id\": 1}";
 
+/* Measured under tests/cuda/emu: the GPU path's gradients differ from the CPU's by up
+ * to 3.9x what the nudge does (bf16 activations, not only weights, are rounded). */
+enum { SENS_K = 10 };
+#define SENS_CAP 0.25 /* a wrong index or a missing term gives nmse ~1: never allow that */
+
+static double sens_bound(double sens, double floor) {
+    double b = SENS_K * sens;
+    return b < floor ? floor : b > SENS_CAP ? SENS_CAP : b;
+}
+
+/* Moves every parameter by about one bf16 rounding, in place (relative N(0, 2^-8/sqrt 3)). */
+static void nudge_params(Model *m, uint64_t seed) {
+    uint64_t st = seed;
+    for (size_t i = 0; i < m->numel; i++) m->params[i] *= 1.0f + 0.00226f * rand_normal(&st);
+}
+
 static void round_params_bf16(Model *m) {
     for (size_t i = 0; i < m->numel; i++) m->params[i] = bf16_to_f32(bf16_from_f32(m->params[i]));
 }
@@ -52,12 +71,20 @@ static void compare(const char *name, Model *m, CudaModel *g, const Batch *b, fl
     float *lc = malloc(sizeof(float) * N), *ec = malloc(sizeof(float) * N);
     float *lg = malloc(sizeof(float) * N), *eg = malloc(sizeof(float) * N);
     int *load = calloc((size_t)L * (E ? E : 1), sizeof(int));
-    OK(model_forward(m, b, temp, lc, ec, &err));
+    float *saved = malloc(sizeof(float) * m->numel), *en = malloc(sizeof(float) * N);
+    memcpy(saved, m->params, sizeof(float) * m->numel);
+    nudge_params(m, 99);
+    OK(model_forward(m, b, temp, lc, en, &err));
+    memcpy(m->params, saved, sizeof(float) * m->numel);
+    OK(model_forward(m, b, temp, lc, ec, &err));  // last, so the router load is the unmoved model's
     OK(cuda_model_forward(g, b, temp, lg, eg, load, &err));
-    double el = nmse(lg, lc, N), ee = nmse(eg, ec, N);
-    printf("%s, T=%.1f: nmse log-prob %.2e, entropy %.2e\n", name, temp, el, ee);
+    double el = nmse(lg, lc, N), ee = nmse(eg, ec, N), es = nmse(en, ec, N);
+    double eb = sens_bound(es, 2e-3);
+    printf("%s, T=%.1f: nmse log-prob %.2e, entropy %.2e (CPU nudged by a bf16 rounding: %.2e)\n", name, temp, el, ee,
+           es);
     CHECK(el <= 2e-3, "%s: log-prob nmse %.3e > 2e-3", name, el);
-    CHECK(ee <= 2e-3, "%s: entropy nmse %.3e > 2e-3", name, ee);
+    CHECK(ee <= eb, "%s: entropy nmse %.3e > %.3e", name, ee, eb);
+    free(saved), free(en);
     int zero_ok = 1;
     for (int i = 0; i < N; i++) zero_ok &= b->targets[i] >= 0 || lg[i] == 0.0f;
     CHECK(zero_ok, "%s: a position with target -1 has a non-zero log-prob", name);
@@ -86,6 +113,14 @@ static void compare_grads(const char *name, Model *m, CudaModel *g, const Batch 
     uint64_t st = seed;
     for (int i = 0; i < N; i++) dl[i] = rand_normal(&st), de[i] = 0.3f * rand_normal(&st);
     model_alloc_grads(m);
+    float *saved = malloc(sizeof(float) * m->numel), *gn = malloc(sizeof(float) * m->numel);
+    memcpy(saved, m->params, sizeof(float) * m->numel);
+    nudge_params(m, seed + 1);
+    model_zero_grads(m);
+    OK(model_forward(m, b, 0.9f, lp, NULL, &err));
+    model_backward(m, b, dl, de);
+    memcpy(gn, m->grads, sizeof(float) * m->numel);
+    memcpy(m->params, saved, sizeof(float) * m->numel);
     model_zero_grads(m);
     OK(model_forward(m, b, 0.9f, lp, NULL, &err));
     model_backward(m, b, dl, de);
@@ -94,22 +129,27 @@ static void compare_grads(const char *name, Model *m, CudaModel *g, const Batch 
     OK(cuda_model_backward(g, b, dl, de, &err));
     float *gg = malloc(sizeof(float) * m->numel);
     OK(cuda_model_grads_download(g, gg, &err));
-    double en = 0, ed = 0, worst = 0;
+    double xn = 0, xd = 0, sn = 0, sd = 0, worst = 0;  // routed experts together: GPU and nudged sums
     const char *worst_name = "";
     for (int i = 0; i < m->nparams; i++) {
         const Param *p = &m->ptab[i];
         if (!p->trainable) continue;
-        double num = 0, den = 0;
+        double num = 0, den = 0, snum = 0, sden = 0;
         sq_err(gg + p->offset, m->grads + p->offset, p->numel, &num, &den);
-        if (strstr(p->name, ".mlp.experts.")) { en += num, ed += den; continue; }
-        double e = den > 0 ? num / den : (num > 0 ? INFINITY : 0.0);
-        if (e > worst) worst = e, worst_name = p->name;
-        CHECK(e <= 1e-2, "%s: gradient of %s: nmse %.3e > 1e-2", name, p->name, e);
+        sq_err(gn + p->offset, m->grads + p->offset, p->numel, &snum, &sden);
+        if (strstr(p->name, ".mlp.experts.")) { xn += num, xd += den, sn += snum, sd += sden; continue; }
+        double e = den > 0 ? num / den : (num > 0 ? INFINITY : 0.0), es = sden > 0 ? snum / sden : 0.0;
+        double bound = sens_bound(es, 1e-3);
+        if (e / bound > worst) worst = e / bound, worst_name = p->name;
+        if (e > bound / 2) printf("%s: gradient of %s: nmse %.2e, CPU nudged %.2e\n", name, p->name, e, es);
+        CHECK(e <= bound, "%s: gradient of %s: nmse %.3e > %.3e (CPU nudged: %.3e)", name, p->name, e, bound, es);
     }
-    double ee = ed > 0 ? en / ed : (en > 0 ? INFINITY : 0.0);
-    printf("%s: gradients: worst tensor %s nmse %.2e; routed experts together %.2e\n", name, worst_name, worst, ee);
-    CHECK(ee <= 1e-2, "%s: routed experts' gradients: nmse %.3e > 1e-2", name, ee);
-    free(lp), free(dl), free(de), free(gg);
+    double ee = xd > 0 ? xn / xd : (xn > 0 ? INFINITY : 0.0), es = sd > 0 ? sn / sd : 0.0;
+    double eb = sens_bound(es, 1e-3);
+    printf("%s: gradients: closest to its bound %s (%.2f of it); routed experts together %.2e (bound %.2e)\n", name,
+           worst_name, worst, ee, eb);
+    CHECK(ee <= eb, "%s: routed experts' gradients: nmse %.3e > %.3e", name, ee, eb);
+    free(lp), free(dl), free(de), free(gg), free(saved), free(gn);
 }
 
 /* One extend call on both sides; compares the logits [rows, V]. */
