@@ -19,7 +19,7 @@
 # warp scheduling or lockstep execution, no memory model (no races between
 # blocks or threads other than through barrier order), no tensor-core fragment
 # layout, no fp32 FMA contraction as nvcc does it, no static shared-memory
-# limit, and no timing. Not wired into ctest or CI.
+# limit, and no timing. Run by .ci/run (not part of ctest).
 #
 # Usage: tests/cuda/emu/run.sh [test names...]     (default: every test_cuda_*)
 #   e.g. tests/cuda/emu/run.sh test_cuda_model test_cuda_attn   ("test_cuda_" may be left out)
