@@ -64,6 +64,16 @@ int cuda_model_upload(CudaModel *g, const Model *m, Err *err) {
     return 0;
 }
 
+CudaModelBuffers cuda_model_buffers(CudaModel *g) {
+    return (CudaModelBuffers){g->master, g->grads, g->w16, g->numel, (void *)g->s};
+}
+
+int cuda_model_download(CudaModel *g, float *host, Err *err) {
+    CU(cudaStreamSynchronize(g->s));
+    CU(cudaMemcpy(host, g->master, sizeof(float) * g->numel, cudaMemcpyDeviceToHost));
+    return 0;
+}
+
 CudaModel *cuda_model_new(const Model *m, Err *err) {
     if (m->has_mtp) { err_set(err, ERR_INPUT, "cuda model: MTP modules are not supported on the GPU yet"); return NULL; }
     CudaModel *g = xcalloc(1, sizeof *g);

@@ -38,6 +38,20 @@ int cuda_model_zero_grads(CudaModel *g, Err *err);
 /* Copies the gradients to host [numel] (Model.params' offsets; 0 where none). */
 int cuda_model_grads_download(CudaModel *g, float *host, Err *err);
 
+/* The device buffers an optimizer updates in place: fp32 master weights, fp32 gradients
+ * (NULL before the first backward or cuda_model_zero_grads), the bf16 compute copy
+ * (the optimizer refreshes it from the master), all [numel] at Model.params' offsets;
+ * stream: the cudaStream_t every call of this model runs on. */
+typedef struct CudaModelBuffers {
+    float *master, *grads;
+    uint16_t *w16;
+    size_t numel;
+    void *stream;
+} CudaModelBuffers;
+CudaModelBuffers cuda_model_buffers(CudaModel *g);
+/* Copies the fp32 master weights to host [numel] (e.g. to save a checkpoint). */
+int cuda_model_download(CudaModel *g, float *host, Err *err);
+
 /* The paged latent cache of decoding (kvcache.h's on the GPU, bf16): nslots
  * sequences of up to max_len tokens in pages of `page` tokens. */
 typedef struct CudaKvCache CudaKvCache;
