@@ -235,11 +235,13 @@ static void load_seccomp(const ChildPlan *p) {
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &p->filter) < 0) die(p, "loading the seccomp filter");
 }
 
-/* C: compile main.c into ./main in a child under the same limits, then return. */
+/* C: compile main.c into ./main in a child under the same limits (address space at least
+ * 1 GiB, set in that child), then return. */
 static void compile_c(const ChildPlan *p) {
     pid_t pid = raw_fork();
     if (pid < 0) die(p, "fork for the compiler");
     if (pid == 0) {
+        set_limit(p, RLIMIT_AS, (rlim_t)(p->memory_mb > 1024 ? p->memory_mb : 1024) << 20);
         load_seccomp(p);
         execve(p->cc_argv[0], (char *const *)p->cc_argv, (char *const *)p->envp);
         die(p, "execve of the compiler");
@@ -422,10 +424,10 @@ static void child_finish(const ChildPlan *p) {
     if (p->uid) set_limit(p, RLIMIT_NPROC, (rlim_t)p->nproc);  // per real uid: only with a slot uid
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die(p, "PR_SET_NO_NEW_PRIVS");
     if (p->tier == SANDBOX_TIER_SECCOMP) apply_landlock(p);
-    if (p->cc_argv[0]) {
-        set_limit(p, RLIMIT_AS, (rlim_t)(p->memory_mb > 1024 ? p->memory_mb : 1024) << 20);
-        compile_c(p);
-    }
+    // The address-space limit comes last, just before the filter and execve, in each
+    // process: one that must still grow its stack under it can fault (an ASan build's
+    // tens of TB of reserved shadow are over any limit, so its next stack page is refused).
+    if (p->cc_argv[0]) compile_c(p);
     set_limit(p, RLIMIT_AS, (rlim_t)p->memory_mb << 20);
     load_seccomp(p);
     sigset_t none;
