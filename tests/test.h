@@ -6,7 +6,10 @@
 #define GRPO_TEST_H
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
 
 static int test_passed_, test_failed_;
 
@@ -29,6 +32,18 @@ static int test_passed_, test_failed_;
         printf("\n");                             \
         return 77;                                \
     } while (0)
+
+/* Runs a shell command built like printf; its exit code, or -1 when a signal ended it. */
+static inline int test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int test_sh(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
 
 static inline int test_report(void) {
     printf("%d passed, %d failed\n", test_passed_, test_failed_);

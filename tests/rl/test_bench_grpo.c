@@ -15,17 +15,6 @@
 
 static char tmp[256];
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 /* The contents of tmp/NAME (caller frees), "" when missing. */
 static char *slurp(const char *name) {
     char path[512];
@@ -55,19 +44,19 @@ int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/test_bench_grpo.%d", (int)getpid());
     char root[512];
     snprintf(root, sizeof root, "%s/..", GRPO_TESTS_DIR);
-    CHECK(sh("mkdir -p %s", tmp) == 0, "mkdir");
+    CHECK(test_sh("mkdir -p %s", tmp) == 0, "mkdir");
 
-    CHECK(sh("%s bench grpo --steps 0 > %s/u.out 2> %s/u.err", GRPO_BIN, tmp, tmp) == 2, "--steps 0 is bad usage");
+    CHECK(test_sh("%s bench grpo --steps 0 > %s/u.out 2> %s/u.err", GRPO_BIN, tmp, tmp) == 2, "--steps 0 is bad usage");
     char *e = slurp("u.err");
     CHECK(strstr(e, "--steps") != NULL, "message names --steps: %s", e);
     free(e);
-    CHECK(sh("cd %s && %s bench grpo --recipe no-such.lua > %s/m.out 2> %s/m.err", root, GRPO_BIN, tmp, tmp) == 2,
+    CHECK(test_sh("cd %s && %s bench grpo --recipe no-such.lua > %s/m.out 2> %s/m.err", root, GRPO_BIN, tmp, tmp) == 2,
           "missing recipe is bad input");
     e = slurp("m.err");
     CHECK(strstr(e, "no-such.lua") != NULL, "message names the file: %s", e);
     free(e);
 
-    CHECK(sh("cd %s && %s bench grpo " TINY " --no-reference > %s/g.out 2> %s/g.err", root, GRPO_BIN, tmp, tmp) == 0,
+    CHECK(test_sh("cd %s && %s bench grpo " TINY " --no-reference > %s/g.out 2> %s/g.err", root, GRPO_BIN, tmp, tmp) == 0,
           "grpo-only run");
     cJSON *j = json_line("g.out");
     CHECK(j != NULL, "a JSON line");
@@ -84,7 +73,7 @@ int main(void) {
     CHECK(strstr(out, "rollout") && strstr(out, "end-to-end tok/s"), "the table");
     free(out);
 
-    CHECK(sh("cd %s && %s bench grpo " TINY " --torch-script %s/none.py > %s/r.out 2> %s/r.err", root, GRPO_BIN, tmp,
+    CHECK(test_sh("cd %s && %s bench grpo " TINY " --torch-script %s/none.py > %s/r.out 2> %s/r.err", root, GRPO_BIN, tmp,
              tmp, tmp) == 0,
           "a missing reference script is not an error");
     out = slurp("r.out");
@@ -94,6 +83,6 @@ int main(void) {
     CHECK(j && cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "torch")), "torch is null");
     cJSON_Delete(j);
 
-    sh("rm -rf %s", tmp);
+    test_sh("rm -rf %s", tmp);
     return test_report();
 }

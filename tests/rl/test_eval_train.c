@@ -32,17 +32,6 @@
 
 static char tmp[256];
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 #define TESTDATA GRPO_TESTS_DIR "/../recipes/tiny-arith/test.jsonl"
 #define REWARDS GRPO_TESTS_DIR "/../rewards/math_accuracy.lua", GRPO_TESTS_DIR "/../rewards/format.lua"
 
@@ -137,12 +126,12 @@ int main(int argc, char **argv) {
     set_mode(base);
     char recipe[512], db[512], db_eval[512];
     snprintf(recipe, sizeof recipe, "%s/r.lua", tmp);
-    CHECK(sh("mkdir -p %s", tmp) == 0, "mkdir");
+    CHECK(test_sh("mkdir -p %s", tmp) == 0, "mkdir");
     if (!base)
-        CHECK(sh("%s init --config %s/../recipes/models/dsv3-tiny-1m.json --out %s --seed 3 > /dev/null 2>&1", GRPO_BIN,
+        CHECK(test_sh("%s init --config %s/../recipes/models/dsv3-tiny-1m.json --out %s --seed 3 > /dev/null 2>&1", GRPO_BIN,
                  GRPO_TESTS_DIR, model) == 0, "grpo init");
     write_recipe(recipe);
-    CHECK(sh("%s train %s --set '%s;%s;name=full' > %s/full.log 2>&1", GRPO_BIN, recipe, SET, EVAL_SET, tmp) == 0,
+    CHECK(test_sh("%s train %s --set '%s;%s;name=full' > %s/full.log 2>&1", GRPO_BIN, recipe, SET, EVAL_SET, tmp) == 0,
           "train with evaluations (log: %s/full.log)", tmp);
     snprintf(db, sizeof db, "%s/runs/full/rollouts.db", tmp);
     /* evaluations at 0 (before training), 2, 4 (eval_steps) and 5 (the end) */
@@ -168,9 +157,9 @@ int main(int argc, char **argv) {
     /* pass@1 written equals the samples' mean correctness (the eval_per_step view) */
     CHECK(count(db, "SELECT count(*) FROM evals e JOIN eval_per_step v USING (step, dataset)"
                     " WHERE e.metric = 'pass@1' AND abs(e.value - v.pass_at_1) < 1e-12") == 4, "pass@1 = eval_per_step");
-    CHECK(sh("grep -c '^eval step [0-9]/5  pass@1' %s/full.log | grep -qx 4", tmp) == 0, "one progress line per evaluation");
+    CHECK(test_sh("grep -c '^eval step [0-9]/5  pass@1' %s/full.log | grep -qx 4", tmp) == 0, "one progress line per evaluation");
     /* the same numbers and completions from grpo eval, step 0 = the initial model, step 5 = the last checkpoint */
-    CHECK(sh("%s eval --model %s %s --reward %s,%s --store %s/evalrun --step 0 --threads 2 > %s/eval0.json 2> /dev/null"
+    CHECK(test_sh("%s eval --model %s %s --reward %s,%s --store %s/evalrun --step 0 --threads 2 > %s/eval0.json 2> /dev/null"
              " && %s eval --model %s/runs/full/checkpoints/step-5 %s --reward %s,%s --store %s/evalrun --step 5"
              " --threads 1 > %s/eval5.json 2> /dev/null",
              GRPO_BIN, model, EVAL_CLI, REWARDS, tmp, tmp, GRPO_BIN, tmp, EVAL_CLI, REWARDS, tmp, tmp) == 0,
@@ -179,8 +168,8 @@ int main(int argc, char **argv) {
     CHECK(evals_equal(db, 0, db_eval, 0), "step 0 in training == grpo eval of the initial model");
     CHECK(evals_equal(db, 5, db_eval, 5), "step 5 in training == grpo eval of checkpoints/step-5");
     /* training is the same without evaluations */
-    CHECK(sh("%s train %s --set '%s;name=noeval' > %s/noeval.log 2>&1", GRPO_BIN, recipe, SET, tmp) == 0, "train w/o eval");
-    CHECK(sh("cmp -s %s/runs/full/checkpoints/step-5/model.safetensors %s/runs/noeval/checkpoints/step-5/model.safetensors",
+    CHECK(test_sh("%s train %s --set '%s;name=noeval' > %s/noeval.log 2>&1", GRPO_BIN, recipe, SET, tmp) == 0, "train w/o eval");
+    CHECK(test_sh("cmp -s %s/runs/full/checkpoints/step-5/model.safetensors %s/runs/noeval/checkpoints/step-5/model.safetensors",
              tmp, tmp) == 0, "weights unchanged by evaluating");
     char dbn[512];
     snprintf(dbn, sizeof dbn, "%s/runs/noeval/rollouts.db", tmp);
@@ -191,7 +180,7 @@ int main(int argc, char **argv) {
     store_table_free(a), store_table_free(b);
     CHECK(count(dbn, "SELECT count(*) FROM evals") == 0, "no eval_data, no evaluations");
     /* stopped at 3, resumed: step 3 evaluated again, 4 and 5 as in the uninterrupted run */
-    CHECK(sh("%s train %s --set '%s;%s;name=cut;max_steps=3' > %s/cut.log 2>&1 && %s train %s --resume --set '%s;%s;name=cut'"
+    CHECK(test_sh("%s train %s --set '%s;%s;name=cut;max_steps=3' > %s/cut.log 2>&1 && %s train %s --resume --set '%s;%s;name=cut'"
              " > %s/resume.log 2>&1", GRPO_BIN, recipe, SET, EVAL_SET, tmp, GRPO_BIN, recipe, SET, EVAL_SET, tmp) == 0,
           "cut and resume");
     char dbc[512];
@@ -200,9 +189,9 @@ int main(int argc, char **argv) {
     CHECK(count(dbc, "SELECT count(*) FROM eval_samples WHERE step = 3") == 18, "step 3 once, not twice");
     CHECK(evals_equal(db, 4, dbc, 4) && evals_equal(db, 5, dbc, 5), "resumed evaluations equal the uninterrupted run's");
     /* bad eval_data: refused before any step */
-    CHECK(sh("%s train %s --set '%s;name=bad;eval_data=%s/missing.jsonl' > %s/bad.log 2>&1; test $? -eq 2 && "
+    CHECK(test_sh("%s train %s --set '%s;name=bad;eval_data=%s/missing.jsonl' > %s/bad.log 2>&1; test $? -eq 2 && "
              "grep -q 'missing.jsonl' %s/bad.log && test ! -e %s/runs/bad/checkpoints", GRPO_BIN, recipe, SET, tmp,
              tmp, tmp, tmp) == 0, "missing eval_data named, exit 2");
-    if (!test_failed_) sh("rm -rf %s", tmp);
+    if (!test_failed_) test_sh("rm -rf %s", tmp);
     return test_report();
 }

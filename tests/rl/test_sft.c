@@ -22,20 +22,9 @@
 #define REPO GRPO_TESTS_DIR "/.."
 static char tmp[256];
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 /* grpo sft on tmp/r.lua with overrides; stdout in tmp/NAME.out. */
 static int sft(const char *name, const char *sets) {
-    return sh("cd %s && %s sft r.lua --set 'name=%s;%s' > %s.out 2> %s.err", tmp, GRPO_BIN, name, sets, name, name);
+    return test_sh("cd %s && %s sft r.lua --set 'name=%s;%s' > %s.out 2> %s.err", tmp, GRPO_BIN, name, sets, name, name);
 }
 
 /* The losses printed by run NAME, in step order; returns how many. */
@@ -96,7 +85,7 @@ static double checkpoint_nll(const char *dir, const Tokenizer *tok, const Datase
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/grpo-test-sft-XXXXXX");
     if (!mkdtemp(tmp)) { perror("mkdtemp"); return 1; }
-    CHECK(sh("head -48 %s/recipes/tiny-arith/sft.jsonl > %s/data.jsonl", REPO, tmp) == 0, "slice");
+    CHECK(test_sh("head -48 %s/recipes/tiny-arith/sft.jsonl > %s/data.jsonl", REPO, tmp) == 0, "slice");
     char path[512];
     snprintf(path, sizeof path, "%s/r.lua", tmp);
     FILE *f = fopen(path, "w");
@@ -143,14 +132,14 @@ int main(void) {
     printf("cross-entropy on the rows: base %.4f, after sft %.4f\n", base_nll, after);
     CHECK(after < base_nll, "sft did not lower the cross-entropy: base %.4f, after %.4f", base_nll, after);
 
-    CHECK(sh("cd %s && printf '{\"question\": \"1+1\", \"solution\": 2}\\n' > bad.jsonl", tmp) == 0, "bad data");
+    CHECK(test_sh("cd %s && printf '{\"question\": \"1+1\", \"solution\": 2}\\n' > bad.jsonl", tmp) == 0, "bad data");
     CHECK(sft("bad", "train_data=bad.jsonl") == 2, "a non-string completion must exit 2");
-    CHECK(sh("grep -q 'bad.jsonl:1: field .solution. is not a string' %s/bad.err", tmp) == 0,
+    CHECK(test_sh("grep -q 'bad.jsonl:1: field .solution. is not a string' %s/bad.err", tmp) == 0,
           "the error must name bad.jsonl:1 and the field");
 
     model_free(&base);
     dataset_free(&d);
     tok_free(tok);
-    if (!test_failed_) sh("rm -rf %s", tmp);
+    if (!test_failed_) test_sh("rm -rf %s", tmp);
     return test_report();
 }

@@ -19,17 +19,6 @@
 
 static char tmp[256];
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 static double query(const char *name, const char *sql) {
     char db[512];
     snprintf(db, sizeof db, "%s/runs/%s/rollouts.db", tmp, name);
@@ -53,15 +42,15 @@ static void write_file(const char *name, const char *text) {
 
 /* grpo train on r.lua with the common settings and extra overrides; returns the exit code. */
 static int train(const char *name, const char *sets) {
-    return sh("cd %s && %s train r.lua --set 'name=%s;%s' > %s.out 2> %s.err", tmp, GRPO_BIN, name, sets, name, name);
+    return test_sh("cd %s && %s train r.lua --set 'name=%s;%s' > %s.out 2> %s.err", tmp, GRPO_BIN, name, sets, name, name);
 }
 
 /* 1 when file tmp/NAME.err contains text (fixed string). */
 static int said(const char *name, const char *text) {
-    return sh("grep -qF -- '%s' %s/%s.err", text, tmp, name) == 0;
+    return test_sh("grep -qF -- '%s' %s/%s.err", text, tmp, name) == 0;
 }
 
-static void show(const char *name) { sh("sed 's/^/    /' %s/%s.err >&2", tmp, name); }
+static void show(const char *name) { test_sh("sed 's/^/    /' %s/%s.err >&2", tmp, name); }
 
 static void check_skipped_rows(void) {
     /* rows 2 and 4 lack "question"; row 5's prompt is far over max_prompt_length */
@@ -109,7 +98,7 @@ static void check_reward_failures(void) {
     if (rc) show("nil");
     CHECK(said("nil", "every reward was nil or failed, advantages 0; first error:") && said("nil", "no Leo allowed"),
           "the all-nil group's message gives the first error");
-    CHECK(sh("grep -qE 'step [0-9]+, group [0-9]+ \\(data.jsonl:[0-9]+\\)' %s/nil.err", tmp) == 0,
+    CHECK(test_sh("grep -qE 'step [0-9]+, group [0-9]+ \\(data.jsonl:[0-9]+\\)' %s/nil.err", tmp) == 0,
           "the message names step, group and row");
     double groups = query("nil", "select sum(value) from metrics where name = 'groups_all_nil'");
     CHECK(groups >= 1, "groups_all_nil %g", groups);
@@ -126,7 +115,7 @@ static void check_reward_failures(void) {
 
 static void check_bad_checkpoints(void) {
     /* wrong architecture: a config whose sizes do not match the weights, or another model_type */
-    sh("cd %s && cp -r init wide && sed -i 's/\"intermediate_size\":[[:space:]]*[0-9]*/\"intermediate_size\": 7/' wide/config.json"
+    test_sh("cd %s && cp -r init wide && sed -i 's/\"intermediate_size\":[[:space:]]*[0-9]*/\"intermediate_size\": 7/' wide/config.json"
        " && cp -r init llama && sed -i 's/\"model_type\":[[:space:]]*\"deepseek_v3\"/\"model_type\": \"llama\"/' "
        "llama/config.json", tmp);
     int rc = train("wide", "model=wide");
@@ -135,7 +124,7 @@ static void check_bad_checkpoints(void) {
     rc = train("llama", "model=llama");
     CHECK(rc == 2 && said("llama", "llama/config.json: field \"model_type\""), "wrong model_type: exit %d", rc);
     /* a tokenizer with more ids than the model's vocabulary */
-    sh("cd %s && sed 's/\"vocab_size\":[[:space:]]*[0-9]*/\"vocab_size\": 64/' init/config.json > small.json && "
+    test_sh("cd %s && sed 's/\"vocab_size\":[[:space:]]*[0-9]*/\"vocab_size\": 64/' init/config.json > small.json && "
        "%s init --config small.json --out small > /dev/null", tmp, GRPO_BIN);
     rc = train("small", "model=small");
     CHECK(rc == 2 && said("small", "tokenizer.json has") && said("small", "small/config.json field vocab_size is 64"),
@@ -148,7 +137,7 @@ static void check_bad_checkpoints(void) {
 
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/grpo-train-bad-%d", (int)getpid());
-    CHECK(sh("mkdir -p %s && %s init --config %s/../recipes/models/dsv3-tiny-1m.json --out %s/init --seed 3 > /dev/null",
+    CHECK(test_sh("mkdir -p %s && %s init --config %s/../recipes/models/dsv3-tiny-1m.json --out %s/init --seed 3 > /dev/null",
              tmp, GRPO_BIN, GRPO_TESTS_DIR, tmp) == 0, "grpo init");
     char text[2048];
     snprintf(text, sizeof text,
@@ -161,6 +150,6 @@ int main(void) {
     check_skipped_rows();
     check_reward_failures();
     check_bad_checkpoints();
-    if (!test_failed_ && !getenv("GRPO_TEST_KEEP")) sh("rm -rf %s", tmp); /* else kept for a look */
+    if (!test_failed_ && !getenv("GRPO_TEST_KEEP")) test_sh("rm -rf %s", tmp); /* else kept for a look */
     return test_report();
 }

@@ -33,17 +33,6 @@
 
 static char tmp[256];
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 static double query(const char *name, const char *sql) {
     char db[512];
     snprintf(db, sizeof db, "%s/runs/%s/rollouts.db", tmp, name);
@@ -107,7 +96,7 @@ static void check_kl(void) {
     recipe(&r, "kl-sync", "beta=0.04;max_steps=3;sync_ref_model=true;ref_model_sync_steps=1;ref_model_mixup_alpha=1");
     if (train(&r, 0, in)) return;
     CHECK(in[0].kl == 0 && in[1].kl == 0 && in[2].kl == 0, "synced KL %g %g %g", in[0].kl, in[1].kl, in[2].kl);
-    CHECK(sh("test -f %s/runs/kl-sync/checkpoints/step-3/ref/model.safetensors", tmp) == 0, "re-synced ref saved");
+    CHECK(test_sh("test -f %s/runs/kl-sync/checkpoints/step-3/ref/model.safetensors", tmp) == 0, "re-synced ref saved");
     /* alpha = 0.5 every 2 steps: the KL after the sync is positive but resume is exact */
     recipe(&r, "kl-full", "beta=0.04;max_steps=4;sync_ref_model=true;ref_model_sync_steps=2;ref_model_mixup_alpha=0.5");
     if (train(&r, 0, in)) return;
@@ -115,7 +104,7 @@ static void check_kl(void) {
     if (train(&r, 0, in)) return;
     r.max_steps = 4;
     if (train(&r, 1, in)) return;
-    CHECK(sh("cmp -s %s/runs/kl-full/checkpoints/step-4/model.safetensors %s/runs/kl-cut/checkpoints/step-4/model.safetensors",
+    CHECK(test_sh("cmp -s %s/runs/kl-full/checkpoints/step-4/model.safetensors %s/runs/kl-cut/checkpoints/step-4/model.safetensors",
              tmp, tmp) == 0, "beta > 0 with a re-synced reference: resume is bitwise exact");
 }
 
@@ -184,9 +173,9 @@ static void check_dynamic(void) {
     if (train(&r, 0, in)) return;
     r.max_steps = 3;
     if (train(&r, 1, in)) return;
-    CHECK(sh("cmp -s %s/runs/dyn/checkpoints/step-3/model.safetensors %s/runs/dyn-cut/checkpoints/step-3/model.safetensors",
+    CHECK(test_sh("cmp -s %s/runs/dyn/checkpoints/step-3/model.safetensors %s/runs/dyn-cut/checkpoints/step-3/model.safetensors",
              tmp, tmp) == 0, "dynamic sampling: resumed weights differ");
-    CHECK(sh("for r in dyn dyn-cut; do sqlite3 %s/runs/$r/rollouts.db 'select step, prompt_index, sample_index, "
+    CHECK(test_sh("for r in dyn dyn-cut; do sqlite3 %s/runs/$r/rollouts.db 'select step, prompt_index, sample_index, "
              "completion, reward, advantage from rollouts order by 1,2,3' > %s/$r.txt; done; cmp -s %s/dyn.txt %s/dyn-cut.txt",
              tmp, tmp, tmp, tmp) == 0, "dynamic sampling: resumed rollouts differ");
 }
@@ -213,7 +202,7 @@ static void check_stop(void) {
 
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/grpo-trainer-%d", (int)getpid());
-    CHECK(sh("mkdir -p %s && %s init --config %s/../recipes/models/dsv3-tiny-1m.json --out %s/init --seed 3 > /dev/null",
+    CHECK(test_sh("mkdir -p %s && %s init --config %s/../recipes/models/dsv3-tiny-1m.json --out %s/init --seed 3 > /dev/null",
              tmp, GRPO_BIN, GRPO_TESTS_DIR, tmp) == 0, "grpo init");
     /* reward with signal in some groups only: constant for questions of even
      * length, the completion's length parity otherwise */
@@ -234,6 +223,6 @@ int main(void) {
     check_ratio();
     check_dynamic();
     check_stop();
-    if (!test_failed_ && !getenv("GRPO_TEST_KEEP")) sh("rm -rf %s", tmp); /* else kept for a look */
+    if (!test_failed_ && !getenv("GRPO_TEST_KEEP")) test_sh("rm -rf %s", tmp); /* else kept for a look */
     return test_report();
 }
