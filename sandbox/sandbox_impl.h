@@ -73,11 +73,24 @@ typedef struct ChildReport {
  * its start-up cost), so the bootstrap restores exit()/quit() (site defines them and model
  * code uses them), then runs main.py as __main__. It uses exec(source), not
  * exec(compile(source, 'main.py', ...)): CPython's compile() builds its AST types on first
- * use, which costs about 1 ms per run (15% of a trivial run); the price is that traceback
- * frames of main.py are named "<string>" (line numbers are main.py's). */
+ * use, which costs about 1 ms per run (15% of a trivial run). Frames of exec'd source are
+ * named "<string>", so an excepthook (the traceback module is imported only then) prints
+ * the traceback as `python3 main.py` would: the bootstrap's frame dropped, the others and
+ * a SyntaxError named main.py with its source lines, chained exceptions included. */
 #define SANDBOX_PY_BOOT                                                                  \
-    "import sys,builtins;builtins.exit=builtins.quit=sys.exit;sys.argv[0]='main.py';"  \
-    "__file__='main.py';del builtins;exec(open('main.py','rb').read())"
+    "import sys,builtins\n"                                                             \
+    "builtins.exit=builtins.quit=sys.exit;sys.argv[0]='main.py';__file__='main.py'\n"    \
+    "def _tb(t,v,tb):\n"                                                                \
+    " import traceback\n"                                                               \
+    " e=traceback.TracebackException(t,v,tb,lookup_lines=False);x=e;del e.stack[:1]\n"   \
+    " while x:\n"                                                                       \
+    "  for f in x.stack:\n"                                                             \
+    "   if f.filename=='<string>':f.filename='main.py'\n"                               \
+    "  if getattr(x,'filename',0)=='<string>':x.filename='main.py'\n"                   \
+    "  x=x.__cause__ or x.__context__\n"                                                \
+    " sys.stderr.write(''.join(e.format()))\n"                                          \
+    "sys.excepthook=_tb;del builtins,_tb\n"                                             \
+    "exec(open('main.py','rb').read())"
 
 /* ---- supervisor helpers shared by sandbox.c and sandbox_zygote.c ---- */
 

@@ -93,6 +93,16 @@ static void test_basics(void) {
     EXPECT(r, SANDBOX_RUNTIME_ERROR, "exception");
     CHECK(r.exit_code == 1 && strstr(r.err, "ValueError: boom"), "exception: exit %d", r.exit_code);
     sandbox_result_free(&r);
+    // An uncaught exception's traceback reads as `python3 main.py` would print it.
+    r = run_lang(SANDBOX_PYTHON, "def f(x):\n    raise ValueError('bad %d' % x)\n\nf(3)\n", 5, 256, 4096, NULL, 0);
+    CHECK(r.status == SANDBOX_RUNTIME_ERROR && strstr(r.err, "Traceback (most recent call last):\n  File \"main.py\", line 4, "
+          "in <module>\n    f(3)\n  File \"main.py\", line 2, in f\n    raise ValueError('bad %d' % x)\nValueError: bad 3\n"),
+          "traceback: %s", r.err);
+    sandbox_result_free(&r);
+    r = run_lang(SANDBOX_PYTHON, "x = (1 +\n", 5, 256, 4096, NULL, 0);
+    CHECK(r.status == SANDBOX_RUNTIME_ERROR && strstr(r.err, "File \"main.py\", line 1") && strstr(r.err, "SyntaxError"),
+          "syntax error: %s", r.err);
+    sandbox_result_free(&r);
     r = run_lang(SANDBOX_SHELL, "echo \"$1-$2\"; exit 3\n", 5, 256, 4096, args, 2);
     CHECK(r.status == SANDBOX_RUNTIME_ERROR && r.exit_code == 3 && !strcmp(r.out, "a b-c\n"), "shell: %s exit %d %s",
           sandbox_status_name(r.status), r.exit_code, r.out);
