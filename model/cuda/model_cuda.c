@@ -127,16 +127,20 @@ void *cuda_model_carve(Arena *a, size_t bytes) {
     a->off = at + bytes;
     return a->base ? a->base + at : NULL;
 }
-#define BF(n) cuda_model_carve(a, sizeof(cuda_bf16) * (size_t)(n))
-#define FL(n) cuda_model_carve(a, sizeof(float) * (size_t)(n))
-#define IN(n) cuda_model_carve(a, sizeof(int) * (size_t)(n))
+
+void cuda_model_moe_layout(const ModelConfig *c, Arena *a, GActs *t, long N) {
+    const long H = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
+    t->logits = FL(N * E), t->scores = FL(N * E), t->topw = FL(N * k), t->topsum = FL(N);
+    t->topk = IN(N * k), t->count = IN(E), t->start = IN(E + 1), t->perm = IN(N * k), t->where = IN(N * k);
+    t->xe = BF(N * k * H), t->eg = BF(N * k * Ie), t->eu = BF(N * k * Ie), t->eh = BF(N * k * Ie);
+    t->ey = BF(N * k * H);
+}
 
 static void acts_layout(CudaModel *g, Arena *a, long N) {
     const ModelConfig *c = &g->cfg;
     const long H = c->hidden_size, nh = c->num_attention_heads, dqk = c->qk_head_dim, dc = c->kv_lora_rank;
     const long dr = c->qk_rope_head_dim, dn = c->qk_nope_head_dim, dv = c->v_head_dim, dq = c->q_lora_rank;
-    const long E = c->n_routed_experts, k = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
-    const long Is = Ie * c->n_shared_experts;
+    const long Is = (long)c->moe_intermediate_size * c->n_shared_experts;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         GActs *t = &g->acts[l];
         t->x = BF(N * H), t->xn1 = BF(N * H), t->xm = BF(N * H), t->xn2 = BF(N * H);
@@ -150,10 +154,7 @@ static void acts_layout(CudaModel *g, Arena *a, long N) {
             continue;
         }
         if (Is) t->g = BF(N * Is), t->u = BF(N * Is), t->h = BF(N * Is);
-        t->logits = FL(N * E), t->scores = FL(N * E), t->topw = FL(N * k), t->topsum = FL(N);
-        t->topk = IN(N * k), t->count = IN(E), t->start = IN(E + 1), t->perm = IN(N * k), t->where = IN(N * k);
-        t->xe = BF(N * k * H), t->eg = BF(N * k * Ie), t->eu = BF(N * k * Ie), t->eh = BF(N * k * Ie);
-        t->ey = BF(N * k * H);
+        cuda_model_moe_layout(c, a, t, N);
     }
     g->xout = BF(N * H), g->xfn = BF(N * H);
     g->rstdf = FL(N), g->hlse = FL(N), g->ent = FL(N), g->logp = FL(N);
@@ -225,7 +226,7 @@ int cuda_model_swiglu(CudaModel *g, cuda_bf16 *out, int accumulate, const cuda_b
     return cuda_linear_fwd(g->blas, g->s, out, CUDA_BF16, hb, down, N, H, I, accumulate, err);
 }
 
-static CudaRouterCfg router_cfg(const ModelConfig *c) {
+CudaRouterCfg cuda_model_router_cfg(const ModelConfig *c) {
     return (CudaRouterCfg){c->n_routed_experts, c->num_experts_per_tok, c->n_group, c->topk_group, c->topk_method,
                            c->scoring_func, c->norm_topk_prob, c->routed_scaling_factor};
 }
@@ -236,7 +237,7 @@ int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cu
     const ModelConfig *c = &g->cfg;
     const GLayer *w = &g->layers[l];
     const int H = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
-    CudaRouterCfg rc = router_cfg(c);
+    CudaRouterCfg rc = cuda_model_router_cfg(c);
     cudaStream_t s = g->s;
     TRY(cuda_linear_fwd(g->blas, s, t->logits, CUDA_F32, xn, w->router, N, E, H, 0, err));
     TRY(cuda_moe_route(s, &rc, t->logits, w->router_bias, N, t->scores, t->topk, t->topw, t->topsum, err));

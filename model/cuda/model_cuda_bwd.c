@@ -20,9 +20,6 @@
 /* The fp32 gradient of a weight: same offset as its bf16 copy. */
 static float *G(const CudaModel *g, W w) { return g->grads + (w - g->w16); }
 
-#define BF(n) cuda_model_carve(a, sizeof(cuda_bf16) * (size_t)(n))
-#define FL(n) cuda_model_carve(a, sizeof(float) * (size_t)(n))
-
 void cuda_model_bwd_layout(CudaModel *g, Arena *a, long N) {
     const ModelConfig *c = &g->cfg;
     const long H = c->hidden_size, nh = c->num_attention_heads, dqk = c->qk_head_dim, dc = c->kv_lora_rank;
@@ -90,8 +87,7 @@ static int moe_bwd(CudaModel *g, int l, int N, const cuda_bf16 *dout, Err *err) 
     if (Is) TRY(swiglu_mlp_bwd(g, dout, t->xn2, w->sh_gate, w->sh_up, w->sh_down, t->g, t->u, t->h, d->dxn, 0, N, Is, err));
     float **dWg = xmalloc(sizeof(float *) * 3 * (size_t)E), **dWu = dWg + E, **dWd = dWu + E;
     for (int e = 0; e < E; e++) dWg[e] = G(g, w->exp_gate[e]), dWu[e] = G(g, w->exp_up[e]), dWd[e] = G(g, w->exp_down[e]);
-    CudaRouterCfg rc = {E, k, c->n_group, c->topk_group, c->topk_method, c->scoring_func, c->norm_topk_prob,
-                        c->routed_scaling_factor};
+    CudaRouterCfg rc = cuda_model_router_cfg(c);
     int rc_ok = cuda_moe_combine_bwd(s, d->dye, d->dw, dout, t->ey, t->topw, t->perm, t->where, N, k, H, err) == 0 &&
         cuda_linear_bwd_grouped(g->blas, s, d->dhe, CUDA_BF16, dWd, d->dye, t->eh, w->exp_down, t->hcount, t->hstart,
                                 E, H, Ie, 0, err) == 0 &&

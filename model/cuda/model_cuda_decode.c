@@ -107,16 +107,11 @@ int cuda_kvcache_copy(const CudaModel *g, CudaKvCache *kv, int dst, int src, Err
     return 0;
 }
 
-#define BF(n) cuda_model_carve(a, sizeof(cuda_bf16) * (size_t)(n))
-#define FL(n) cuda_model_carve(a, sizeof(float) * (size_t)(n))
-#define IN(n) cuda_model_carve(a, sizeof(int) * (size_t)(n))
-
 static void work_layout(const CudaModel *g, CudaKvCache *kv, Arena *a, long N) {
     const ModelConfig *c = &g->cfg;
     const long H = c->hidden_size, nh = c->num_attention_heads, dqk = c->qk_head_dim, dc = c->kv_lora_rank;
     const long dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = c->q_lora_rank, V = c->vocab_size;
-    const long E = c->n_routed_experts, k = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
-    long I = c->intermediate_size, Is = Ie * c->n_shared_experts;
+    long I = c->intermediate_size, Is = (long)c->moe_intermediate_size * c->n_shared_experts;
     I = I > Is ? I : Is;
     kv->x = BF(N * H), kv->xn = BF(N * H), kv->last = BF(N * H);
     if (dq) kv->qa = BF(N * dq), kv->qan = BF(N * dq);
@@ -126,12 +121,7 @@ static void work_layout(const CudaModel *g, CudaKvCache *kv, Arena *a, long N) {
     kv->ids = IN(N), kv->seq = IN(N), kv->pos = IN(N), kv->len1 = IN(N);
     GActs *t = &kv->mlp;
     t->g = BF(N * I), t->u = BF(N * I), t->h = BF(N * I);
-    if (E) {
-        t->logits = FL(N * E), t->scores = FL(N * E), t->topw = FL(N * k), t->topsum = FL(N);
-        t->topk = IN(N * k), t->count = IN(E), t->start = IN(E + 1), t->perm = IN(N * k), t->where = IN(N * k);
-        t->xe = BF(N * k * H), t->eg = BF(N * k * Ie), t->eu = BF(N * k * Ie), t->eh = BF(N * k * Ie);
-        t->ey = BF(N * k * H);
-    }
+    if (c->n_routed_experts) cuda_model_moe_layout(c, a, t, N);
     kv->attend_scratch = cuda_model_carve(a, kv->attend_bytes);
 }
 

@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>
 
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/moe.h"
 #include "model/cuda/model_cuda.h"
 
 #define TRY(x) do { if ((x) < 0) return -1; } while (0)
@@ -102,6 +103,14 @@ int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cu
  * again over a block of the measured size (cuda_model_carve, model_cuda.c). */
 typedef struct Arena { char *base; size_t off; } Arena;
 void *cuda_model_carve(Arena *a, size_t bytes);
+/* n elements of a type from Arena *a (in scope where used). */
+#define BF(n) cuda_model_carve(a, sizeof(cuda_bf16) * (size_t)(n))
+#define FL(n) cuda_model_carve(a, sizeof(float) * (size_t)(n))
+#define IN(n) cuda_model_carve(a, sizeof(int) * (size_t)(n))
+/* The routing and routed-expert buffers of t for N tokens (forward and decoder). */
+void cuda_model_moe_layout(const ModelConfig *c, Arena *a, GActs *t, long N);
+/* The router's settings from the model's config (forward and backward). */
+CudaRouterCfg cuda_model_router_cfg(const ModelConfig *c);
 /* Carves the backward's buffers for N tokens (model_cuda_bwd.c). */
 void cuda_model_bwd_layout(CudaModel *g, Arena *a, long N);
 
