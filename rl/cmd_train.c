@@ -12,13 +12,16 @@
 #include "runctx.h"
 #include "train_eval.h"
 #include "trainer.h"
+#include "trainer_cuda.h"
 
 int cmd_train(int argc, char **argv) {
     CliOpt opts[] = {{"--set", "KEY=VALUE[;KEY=VALUE...]", "", "override recipe fields (';'-separated)", 0},
+                     {"--device", "cpu|cuda", "", "where the model runs (the recipe's device field; cuda: rollouts, training\n"
+                      "and AdamW on the GPU, docs/cuda.md)", 0},
                      {"--resume", NULL, NULL, "continue from the run's latest checkpoint (exactly)", 0},
                      {"--help-recipe", NULL, NULL, "list every recipe field with its default", 0},
                      {0}};
-    CliSpec spec = {"grpo train RECIPE.lua [--set key=value] [--resume]",
+    CliSpec spec = {"grpo train RECIPE.lua [--set key=value] [--device cpu|cuda] [--resume]",
                     "GRPO: sample num_generations completions per prompt, score them with the recipe's Lua\n"
                     "rewards, update the model with group-relative advantages; every rollout goes to\n"
                     "output_dir/name/rollouts.db. Recipe fields: grpo train --help-recipe (or docs/recipes.md).",
@@ -34,13 +37,16 @@ int cmd_train(int argc, char **argv) {
     recipe_defaults(&r);
     if (recipe_load(&r, pos[0], &err)) goto fail;
     if (runctx_set_recipe(&r, cli_str(&spec, "--set"), &err)) goto fail;
+    const char *dev = cli_str(&spec, "--device");
+    if (dev && dev[0]) snprintf(r.device, sizeof r.device, "%s", dev); /* checked with the recipe */
     if (r.threads > 0) omp_set_num_threads(r.threads);
     if (trainer_open(&t, &r, pos[0], cli_flag(&spec, "--resume"), &err)) goto fail;
     const long start = t.start_step;
     double t_start = clock_now();
-    printf("grpo train: %s, %d steps x %d prompts x %d samples, %s loss, lr %g%s, run %s%s\n", t.r.model, t.r.max_steps,
-           t.r.prompts_per_step, t.r.num_generations, t.r.loss_type, t.r.learning_rate, t.has_ref ? ", KL to a reference" : "",
-           t.rundir, start ? " (resumed)" : "");
+    printf("grpo train: %s, %d steps x %d prompts x %d samples, %s loss, lr %g%s, run %s%s, on %s\n", t.r.model,
+           t.r.max_steps, t.r.prompts_per_step, t.r.num_generations, t.r.loss_type, t.r.learning_rate,
+           t.has_ref ? ", KL to a reference" : "", t.rundir, start ? " (resumed)" : "",
+           t.cuda ? trainer_cuda_device(t.cuda) : "the CPU");
     if (train_eval_hook(&t, start, &err)) goto fail; /* eval_data: the model before training */
     for (long step = start; step < t.r.max_steps; step++) {
         TrainerStepInfo in;

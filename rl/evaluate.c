@@ -78,7 +78,9 @@ static int batch_run(Model *m, const Tokenizer *tok, const Dataset *d, RewardSet
     RunStop stops = {.tok = tok};
     for (int s = 0; s < o->n_stop && s < RUNCTX_MAX_STOP; s++) stops.stop[stops.n++] = o->stop[s];
     if (stops.n) ro.stop = runctx_stop_check, ro.stop_ctx = &stops;
-    if (rollout_generate(m, P, pp, pl, &ro, &b->res, err)) goto out;
+    if (o->engine ? rollout_generate_on(o->engine, &m->cfg, P, pp, pl, &ro, &b->res, err)
+                  : rollout_generate(m, P, pp, pl, &ro, &b->res, err))
+        goto out;
     RewardSample *smp = xcalloc(N, sizeof *smp);
     b->txt = xcalloc(N, sizeof(char *));
     for (int i = 0; i < N; i++) {

@@ -32,6 +32,7 @@
 #include "model/tokenizer.h"
 #include "rewards/reward.h"
 #include "rl/dataset.h"
+#include "rl/rollout.h"
 #include "rl/sampler.h"
 #include "rl/store.h"
 
@@ -51,6 +52,7 @@ typedef struct EvalOpts {
     int correct;               /* reward script deciding correctness (index in the set) */
     int keep_samples;          /* keep every completion for evaluate_store */
     FILE *progress;            /* progress lines ("eval i/n ..."), NULL = none */
+    const RolloutEngine *engine; /* where the model runs (e.g. the GPU's, rollout_cuda.h); NULL = the CPU model */
 } EvalOpts;
 
 /* grpo eval's defaults: k 8, 512 new tokens, all rows, batch 32, seed 1234,

@@ -16,6 +16,7 @@ struct OptimCuda {
     CudaParamSpan *spans; /* [nspans] */
     const Param *ptab;
     int nspans;
+    size_t numel;
     float *m, *v;         /* device [numel] */
     void *scratch;
     int64_t step, nskipped;
@@ -33,7 +34,7 @@ void optim_cuda_free(OptimCuda *a) {
 OptimCuda *optim_cuda_new(const AdamWOpts *o, const Model *m, Err *err) {
     OptimCuda *a = xcalloc(1, sizeof *a);
     a->o = (CudaAdamWOpts){o->beta1, o->beta2, o->eps, o->weight_decay, o->max_grad_norm};
-    a->ptab = m->ptab, a->nspans = m->nparams;
+    a->ptab = m->ptab, a->nspans = m->nparams, a->numel = m->numel;
     a->spans = xcalloc((size_t)m->nparams, sizeof *a->spans);
     for (int i = 0; i < m->nparams; i++)
         a->spans[i] = (CudaParamSpan){m->ptab[i].offset, m->ptab[i].numel, m->ptab[i].trainable,
@@ -66,6 +67,27 @@ int optim_cuda_step(OptimCuda *a, CudaModel *g, double lr, AdamWStepInfo *info, 
         info->skipped = ci.skipped, info->nonfinite = ci.nonfinite;
         if (ci.bad_span >= 0) snprintf(info->bad_param, sizeof info->bad_param, "%s", a->ptab[ci.bad_span].name);
     }
+    return 0;
+}
+
+int optim_cuda_download(OptimCuda *a, CudaModel *g, AdamW *host, Err *err) {
+    const size_t n = cuda_model_buffers(g).numel;
+    if (host->numel != n) return err_set(err, ERR_INPUT, "optim_cuda: %zu moments, the host optimizer has %zu", n, host->numel);
+    cudaError_t e = cudaStreamSynchronize((cudaStream_t)cuda_model_buffers(g).stream);
+    if (!e) e = cudaMemcpy(host->m, a->m, sizeof(float) * n, cudaMemcpyDeviceToHost);
+    if (!e) e = cudaMemcpy(host->v, a->v, sizeof(float) * n, cudaMemcpyDeviceToHost);
+    if (e) return err_set(err, ERR_WORK, "optim_cuda: downloading the moments: %s", cudaGetErrorString(e));
+    host->step = a->step, host->nskipped = a->nskipped;
+    return 0;
+}
+
+int optim_cuda_upload(OptimCuda *a, const AdamW *host, Err *err) {
+    const size_t n = host->numel;
+    if (n != a->numel) return err_set(err, ERR_INPUT, "optim_cuda: %zu moments, the host optimizer has %zu", a->numel, n);
+    cudaError_t e = cudaMemcpy(a->m, host->m, sizeof(float) * n, cudaMemcpyHostToDevice);
+    if (!e) e = cudaMemcpy(a->v, host->v, sizeof(float) * n, cudaMemcpyHostToDevice);
+    if (e) return err_set(err, ERR_WORK, "optim_cuda: uploading the moments: %s", cudaGetErrorString(e));
+    a->step = host->step, a->nskipped = host->nskipped;
     return 0;
 }
 

@@ -18,6 +18,10 @@ void optim_cuda_free(OptimCuda *a);
 /* One step as adamw_step over g's gradients: skipped (nothing touched, info->skipped)
  * when a gradient is not finite, else clipped to max_grad_norm and applied at lr. */
 int optim_cuda_step(OptimCuda *a, CudaModel *g, double lr, AdamWStepInfo *info, Err *err);
+/* The moments and step counts to a host optimizer of the same model (to save it),
+ * and back (to resume from one). */
+int optim_cuda_download(OptimCuda *a, CudaModel *g, AdamW *host, Err *err);
+int optim_cuda_upload(OptimCuda *a, const AdamW *host, Err *err);
 /* Applied steps (bias correction), as AdamW.step. */
 int64_t optim_cuda_steps(const OptimCuda *a);
 

@@ -75,6 +75,7 @@ static const Field fields[] = {
     I(seed, "42", "seed for sampling and data order"),
     I(save_steps, "0", "checkpoint every N steps (0 = only at the end)"),
     I(threads, "0", "CPU threads (0 = all cores)"),
+    S(device, "cpu", "where the model runs: cpu | cuda (rollouts, training and AdamW on the GPU; docs/cuda.md)"),
     I(sft_epochs, "1", "sft: passes over train_data"),
     D(router_bias_gamma, "0.0", "MoE router bias update speed (aux-loss-free balancing), 0 = off"),
     S(save_dtype, "f32", "dtype of written checkpoints: f32 (exact resume) | bf16 (half the size)"),

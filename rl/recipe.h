@@ -56,6 +56,7 @@ typedef struct Recipe {
     int seed;
     int save_steps;            /* 0 = only at the end */
     int threads;               /* 0 = all cores */
+    char device[8];            /* cpu | cuda */
     int sft_epochs;            /* sft */
     double router_bias_gamma;  /* aux-loss-free router bias update, 0 = off */
     char save_dtype[8];        /* checkpoint dtype: f32 | bf16 */

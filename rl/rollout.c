@@ -1,6 +1,7 @@
 /* rollout: see rollout.h. One call owns its latent cache: P'*G slots (P' the
  * prompts that passed the checks) of max(prompt_len + limit) - 1 positions,
- * because the last sampled token is never fed back. */
+ * because the last sampled token is never fed back. The CPU engine (model_extend,
+ * kvcache.h, the sampler on OpenMP threads) is at the end. */
 #include "base/clock.h"
 #include "rl/rollout.h"
 
@@ -28,7 +29,8 @@ RolloutOpts rollout_defaults(void) {
 
 /* State of one call. Sample i = p*G + g; groups are the prompts that passed. */
 typedef struct Run {
-    Model *m;
+    const RolloutEngine *e;
+    const ModelConfig *c;
     const RolloutOpts *o;
     RolloutResult *res;
     int G, V, ngroups;
@@ -36,11 +38,10 @@ typedef struct Run {
     int *limit;    /* [P*G] token limit of the sample */
     int *cap;      /* [P*G] allocated token capacity */
     int eos[16], neos;
-    KvCache kv;
-    float *logits; /* [P'*G, V] */
+    int open;      /* the engine's cache is open */
 } Run;
 
-static int check_opts(const Model *m, int P, const int *const *prompts, const int *len, const RolloutOpts *o,
+static int check_opts(const ModelConfig *c, int P, const int *const *prompts, const int *len, const RolloutOpts *o,
                       Err *err) {
     if (sampler_check(&o->sampling, err)) return err_wrap(err, "rollout");
     if (o->group_size < 1) return err_set(err, ERR_INPUT, "rollout: group_size must be >= 1 (got %d)", o->group_size);
@@ -52,23 +53,23 @@ static int check_opts(const Model *m, int P, const int *const *prompts, const in
     if (o->eos_ids && (o->n_eos < 0 || o->n_eos > 16))
         return err_set(err, ERR_INPUT, "rollout: between 0 and 16 EOS ids (got %d)", o->n_eos);
     for (int i = 0; o->eos_ids && i < o->n_eos; i++)
-        if (o->eos_ids[i] < 0 || o->eos_ids[i] >= m->cfg.vocab_size)
+        if (o->eos_ids[i] < 0 || o->eos_ids[i] >= c->vocab_size)
             return err_set(err, ERR_INPUT, "rollout: EOS id %d is outside the vocabulary [0, %d)", o->eos_ids[i],
-                           m->cfg.vocab_size);
+                           c->vocab_size);
     return 0;
 }
 
 /* Why prompt p cannot be generated (into msg), or 0 when it can. */
-static int check_prompt(const Model *m, int ctx, int ctx_is_model, int p, const int *ids, int len, char *msg,
+static int check_prompt(const ModelConfig *c, int ctx, int ctx_is_model, int p, const int *ids, int len, char *msg,
                         size_t n) {
     if (len <= 0) {
         snprintf(msg, n, "prompt %d is empty: a completion needs at least one prompt token (e.g. BOS)", p);
         return -1;
     }
     for (int t = 0; t < len; t++)
-        if (ids[t] < 0 || ids[t] >= m->cfg.vocab_size) {
+        if (ids[t] < 0 || ids[t] >= c->vocab_size) {
             snprintf(msg, n, "prompt %d: token %d at position %d is outside the vocabulary [0, %d)", p, ids[t], t,
-                     m->cfg.vocab_size);
+                     c->vocab_size);
             return -1;
         }
     if (len >= ctx) {
@@ -82,7 +83,7 @@ static int check_prompt(const Model *m, int ctx, int ctx_is_model, int p, const 
 /* Validates prompts, assigns slots and limits, allocates the result and cache. */
 static int run_setup(Run *r, int P, const int *const *prompts, const int *len, Err *err) {
     const RolloutOpts *o = r->o;
-    const ModelConfig *c = &r->m->cfg;
+    const ModelConfig *c = r->c;
     const int G = o->group_size, N = P * G;
     int ctx = c->max_position_embeddings, ctx_is_model = 1;
     if (o->max_seq_len > 0 && o->max_seq_len < ctx) ctx = o->max_seq_len, ctx_is_model = 0;
@@ -94,7 +95,7 @@ static int run_setup(Run *r, int P, const int *const *prompts, const int *len, E
     int max_len = 1;
     for (int p = 0; p < P; p++) {
         char msg[256];
-        int bad = check_prompt(r->m, ctx, ctx_is_model, p, prompts[p], len[p], msg, sizeof msg);
+        int bad = check_prompt(c, ctx, ctx_is_model, p, prompts[p], len[p], msg, sizeof msg);
         int lim = bad ? 0 : (ctx - len[p] < o->max_new_tokens ? ctx - len[p] : o->max_new_tokens);
         for (int g = 0; g < G; g++) {
             RolloutSample *s = &res->s[p * G + g];
@@ -111,12 +112,9 @@ static int run_setup(Run *r, int P, const int *const *prompts, const int *len, E
         if (len[p] + lim - 1 > max_len) max_len = len[p] + lim - 1;
     }
     if (!r->ngroups) return 0;
-    if (kvcache_create(&r->kv, c, r->ngroups * G, max_len, err)) return err_wrap(err, "rollout");
+    if (r->e->open(r->e->ctx, r->ngroups * G, max_len, &res->stats.cache_bytes, err)) return err_wrap(err, "rollout");
+    r->open = 1;
     res->stats.cache_slots = r->ngroups * G, res->stats.cache_len = max_len;
-    res->stats.cache_bytes =
-        (size_t)c->num_hidden_layers * r->ngroups * G * max_len * (r->kv.dc + r->kv.dr) * sizeof(float);
-    r->logits = malloc(sizeof(float) * r->ngroups * G * (size_t)r->V);
-    if (!r->logits) return err_set(err, ERR_WORK, "rollout: cannot allocate logits for %d slots", r->ngroups * G);
     return 0;
 }
 
@@ -137,10 +135,10 @@ static int run_prefill(Run *r, int P, const int *const *prompts, const int *len,
             slots[nseq] = r->slot[p * G], ntok[nseq++] = len[p], ntot += len[p], gi++;
         }
         if (!nseq) break;
-        rc = model_extend(r->m, &r->kv, nseq, slots, ntok, ids, r->logits + (size_t)g0 * r->V, 0, err);
+        rc = r->e->extend(r->e->ctx, nseq, slots, ntok, ids, g0, err);
         r->res->stats.prompt_tokens += ntot;
         for (int k = 0; k < nseq && !rc; k++)
-            for (int g = 1; g < G; g++) kvcache_copy(&r->kv, slots[k] + g, slots[k]);
+            for (int g = 1; g < G && !rc; g++) rc = r->e->copy(r->e->ctx, slots[k] + g, slots[k], err);
     }
     free(ids), free(slots), free(ntok);
     return rc ? err_wrap(err, "rollout: prefill") : 0;
@@ -165,30 +163,20 @@ static void append(Run *r, int i, const SampleOut *so) {
     s->n++;
 }
 
-/* Samples the next token of run[0..nrun) from logits rows row[k], in parallel
- * (each sample's random numbers are its own, so the thread count is moot). */
+/* Samples the next token of run[0..nrun) from logits rows row[k]. Every
+ * running sample has as many tokens as the others (all start together and
+ * gain one per step), so one step index serves them all. */
 static int sample_all(Run *r, int nrun, const int *run, const int *row, SampleOut *out, Err *err) {
-    int *st = xcalloc(nrun + 1, sizeof(int));
-#pragma omp parallel if ((long)nrun * r->V > (1L << 16)) /* small rows: threads cost more than they save */
-    {
-        SamplerWork *w = sampler_work_new(r->V);
-        Err e;
-#pragma omp for schedule(dynamic, 4)
-        for (int k = 0; k < nrun; k++) {
-            int i = run[k];
-            st[k] = sampler_sample(&r->o->sampling, r->logits + (size_t)row[k] * r->V, w, r->o->seed,
-                                   r->o->sample_base + (uint64_t)i, (uint64_t)r->res->s[i].n, &out[k], &e);
-        }
-        sampler_work_free(w);
-    }
+    uint64_t *id = xmalloc(sizeof(uint64_t) * (nrun + 1));
+    for (int k = 0; k < nrun; k++) id[k] = r->o->sample_base + (uint64_t)run[k];
     int bad = -1;
-    for (int k = 0; k < nrun && bad < 0; k++)
-        if (st[k]) bad = k;
-    free(st);
-    if (bad >= 0)
+    int rc = r->e->sample(r->e->ctx, &r->o->sampling, nrun, row, r->o->seed, id, (uint64_t)r->res->s[run[0]].n, out,
+                          &bad, err);
+    free(id);
+    if (rc && bad >= 0)
         return err_set(err, ERR_WORK, "rollout: sample %d (prompt %d), token %d: the model's logits are not finite",
                        run[bad], r->res->s[run[bad]].prompt, r->res->s[run[bad]].n);
-    return 0;
+    return rc ? err_wrap(err, "rollout: sampler") : 0;
 }
 
 /* The decode loop: sample, record, finish, and feed the survivors back. */
@@ -225,7 +213,7 @@ static int run_decode(Run *r, double t_start, Err *err) {
         nrun = nn;
         if (!nrun) break;
         t0 = clock_now();
-        rc = model_extend(r->m, &r->kv, nrun, slots, ones, ids, r->logits, 0, err);
+        rc = r->e->extend(r->e->ctx, nrun, slots, ones, ids, 0, err);
         st->decode_s += clock_now() - t0;
         st->steps++;
         if (rc) {
@@ -237,34 +225,100 @@ static int run_decode(Run *r, double t_start, Err *err) {
     return rc ? -1 : 0;
 }
 
-int rollout_generate(Model *m, int P, const int *const *prompts, const int *prompt_len, const RolloutOpts *o,
-                     RolloutResult *res, Err *err) {
+int rollout_generate_on(const RolloutEngine *e, const ModelConfig *c, int P, const int *const *prompts,
+                        const int *prompt_len, const RolloutOpts *o, RolloutResult *res, Err *err) {
     memset(res, 0, sizeof *res);
-    if (check_opts(m, P, prompts, prompt_len, o, err)) return -1;
+    if (check_opts(c, P, prompts, prompt_len, o, err)) return -1;
     double t_start = clock_now();
-    Run r = {.m = m, .o = o, .res = res, .G = o->group_size, .V = m->cfg.vocab_size};
+    Run r = {.e = e, .c = c, .o = o, .res = res, .G = o->group_size, .V = c->vocab_size};
     if (o->eos_ids) {
         r.neos = o->n_eos;
         memcpy(r.eos, o->eos_ids, sizeof(int) * o->n_eos);
-    } else if (m->cfg.eos_token_id >= 0 && m->cfg.eos_token_id < r.V) {
-        r.neos = 1, r.eos[0] = m->cfg.eos_token_id;
+    } else if (c->eos_token_id >= 0 && c->eos_token_id < r.V) {
+        r.neos = 1, r.eos[0] = c->eos_token_id;
     }
     res->stats.prompts = P, res->stats.samples = P * o->group_size;
     int rc = run_setup(&r, P, prompts, prompt_len, err);
     if (!rc && r.ngroups) {
         double t0 = clock_now();
-        gemm_weights_frozen(1); /* the weights do not change until the rollout ends: pack them once */
         rc = run_prefill(&r, P, prompts, prompt_len, err);
         res->stats.prefill_s = clock_now() - t0;
         if (!rc) rc = run_decode(&r, t_start, err);
-        gemm_weights_frozen(0);
     }
-    if (r.ngroups) kvcache_free(&r.kv);
-    free(r.logits), free(r.slot), free(r.limit), free(r.cap);
+    if (r.open) e->close(e->ctx);
+    free(r.slot), free(r.limit), free(r.cap);
     res->stats.total_s = clock_now() - t_start;
     res->stats.tokens_per_s = res->stats.total_s > 0 ? res->stats.new_tokens / res->stats.total_s : 0;
     if (rc) rollout_result_free(res);
     return rc;
+}
+
+/* ---- the CPU engine ------------------------------------------------------------ */
+
+typedef struct CpuEngine {
+    Model *m;
+    KvCache kv;
+    float *logits; /* [nslots, V] */
+} CpuEngine;
+
+static int cpu_open(void *ctx, int nslots, int max_len, size_t *bytes, Err *err) {
+    CpuEngine *c = ctx;
+    const ModelConfig *cfg = &c->m->cfg;
+    if (kvcache_create(&c->kv, cfg, nslots, max_len, err)) return -1;
+    *bytes = (size_t)cfg->num_hidden_layers * nslots * max_len * (c->kv.dc + c->kv.dr) * sizeof(float);
+    if (!(c->logits = malloc(sizeof(float) * nslots * (size_t)cfg->vocab_size))) {
+        kvcache_free(&c->kv);
+        return err_set(err, ERR_WORK, "cannot allocate logits for %d slots", nslots);
+    }
+    gemm_weights_frozen(1); /* the weights do not change until the rollout ends: pack them once */
+    return 0;
+}
+
+static void cpu_close(void *ctx) {
+    CpuEngine *c = ctx;
+    gemm_weights_frozen(0);
+    kvcache_free(&c->kv);
+    free(c->logits), c->logits = NULL;
+}
+
+static int cpu_extend(void *ctx, int nseq, const int *slots, const int *ntok, const int *ids, int row0, Err *err) {
+    CpuEngine *c = ctx;
+    return model_extend(c->m, &c->kv, nseq, slots, ntok, ids, c->logits + (size_t)row0 * c->m->cfg.vocab_size, 0, err);
+}
+
+static int cpu_copy(void *ctx, int dst, int src, Err *err) {
+    (void)err;
+    kvcache_copy(&((CpuEngine *)ctx)->kv, dst, src);
+    return 0;
+}
+
+/* In parallel: each sample's random numbers are its own, so the thread count is moot. */
+static int cpu_sample(void *ctx, const SamplerOpts *o, int n, const int *row, uint64_t seed, const uint64_t *id,
+                      uint64_t step, SampleOut *out, int *bad, Err *err) {
+    CpuEngine *c = ctx;
+    const int V = c->m->cfg.vocab_size;
+    int *st = xcalloc(n + 1, sizeof(int));
+#pragma omp parallel if ((long)n * V > (1L << 16)) /* small rows: threads cost more than they save */
+    {
+        SamplerWork *w = sampler_work_new(V);
+        Err e;
+#pragma omp for schedule(dynamic, 4)
+        for (int k = 0; k < n; k++)
+            st[k] = sampler_sample(o, c->logits + (size_t)row[k] * V, w, seed, id[k], step, &out[k], &e);
+        sampler_work_free(w);
+    }
+    *bad = -1;
+    for (int k = 0; k < n && *bad < 0; k++)
+        if (st[k]) *bad = k;
+    free(st);
+    return *bad >= 0 ? err_set(err, ERR_WORK, "logits row %d not finite", row[*bad]) : 0;
+}
+
+int rollout_generate(Model *m, int P, const int *const *prompts, const int *prompt_len, const RolloutOpts *o,
+                     RolloutResult *res, Err *err) {
+    CpuEngine c = {.m = m};
+    RolloutEngine e = {&c, cpu_open, cpu_close, cpu_extend, cpu_copy, cpu_sample};
+    return rollout_generate_on(&e, &m->cfg, P, prompts, prompt_len, o, res, err);
 }
 
 void rollout_result_free(RolloutResult *res) {

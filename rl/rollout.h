@@ -87,6 +87,27 @@ typedef struct RolloutResult {
     RolloutStats stats;
 } RolloutResult;
 
+/* Where the model runs for a rollout: rollout_generate uses the CPU model
+ * (model_extend, kvcache.h, sampler.h); rollout_cuda.h gives the GPU's. The
+ * engine owns a latent cache of nslots sequences and a buffer of nslots rows
+ * of logits; rollout.c does the rest (slots, limits, finishing, stop strings). */
+typedef struct RolloutEngine {
+    void *ctx;
+    /* A cache of nslots x max_len positions and nslots logits rows; *bytes: the cache's size. */
+    int (*open)(void *ctx, int nslots, int max_len, size_t *bytes, Err *err);
+    void (*close)(void *ctx);
+    /* model_extend: ntok[i] new tokens for slot slots[i]; the logits of each
+     * sequence's last token go to rows row0 .. row0 + nseq - 1. */
+    int (*extend)(void *ctx, int nseq, const int *slots, const int *ntok, const int *ids, int row0, Err *err);
+    /* kvcache_copy: slot dst takes a copy of src's cache. */
+    int (*copy)(void *ctx, int dst, int src, Err *err);
+    /* out[k] = sampler_sample(o, logits row row[k], seed, id[k], step). Returns -1
+     * with *bad = k when row k holds no finite maximum (or -1 and *bad = -1 on a
+     * failure of the engine, err set). */
+    int (*sample)(void *ctx, const SamplerOpts *o, int n, const int *row, uint64_t seed, const uint64_t *id,
+                  uint64_t step, SampleOut *out, int *bad, Err *err);
+} RolloutEngine;
+
 /* Generates G completions for each prompts[p][0..prompt_len[p]). Returns 0
  * when the call ran (individual prompts may have failed: FINISH_ERROR), -1 for
  * bad options (ERR_INPUT) or a failure of the model (ERR_WORK), with res
@@ -95,6 +116,9 @@ typedef struct RolloutResult {
  * positions (capped by the context). Free the result with rollout_result_free. */
 int rollout_generate(Model *m, int P, const int *const *prompts, const int *prompt_len, const RolloutOpts *o,
                      RolloutResult *res, Err *err);
+/* The same on an engine; cfg is the model's configuration (vocabulary, context, EOS). */
+int rollout_generate_on(const RolloutEngine *e, const ModelConfig *cfg, int P, const int *const *prompts,
+                        const int *prompt_len, const RolloutOpts *o, RolloutResult *res, Err *err);
 void rollout_result_free(RolloutResult *res);
 
 /* One line: samples, tokens, prefill/decode/sampler seconds, tokens/s, cache MB. */

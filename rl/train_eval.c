@@ -1,6 +1,8 @@
 /* train_eval: see train_eval.h. */
 #include "train_eval.h"
 
+#include "trainer_cuda.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -34,6 +36,7 @@ int train_eval_hook(Trainer *t, long done, Err *err) {
     EvalResult res = {0};
     EvalOpts o = train_eval_opts(&t->r, t->rs);
     o.progress = stdout;
+    if (t->cuda) o.engine = trainer_cuda_engine(t->cuda); /* the weights being trained are on the GPU */
     int rc = -1;
     if (dataset_load(&d, t->r.eval_data, err) || evaluate(&t->m, t->tok, &d, t->rs, &o, &res, err) ||
         evaluate_store(t->st, done, t->r.eval_data, &res, err)) {

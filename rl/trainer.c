@@ -16,6 +16,7 @@
 #include "grpo.h"
 #include "rollout.h"
 #include "runctx.h"
+#include "trainer_cuda.h"
 
 /* ---- data order and prompts ------------------------------------------------ */
 
@@ -125,7 +126,8 @@ static int round_generate(Trainer *t, long step, int round, Round *d, SkipCount 
     RunStop stops = {.tok = t->tok};
     for (int s = 0; s < r->n_stop && s < RUNCTX_MAX_STOP; s++) stops.stop[stops.n++] = r->stop[s];
     if (stops.n) ro.stop = runctx_stop_check, ro.stop_ctx = &stops;
-    int rc = rollout_generate(&t->m, d->P, pp, plen, &ro, &d->res, err);
+    int rc = t->cuda ? rollout_generate_on(trainer_cuda_engine(t->cuda), &t->m.cfg, d->P, pp, plen, &ro, &d->res, err)
+                     : rollout_generate(&t->m, d->P, pp, plen, &ro, &d->res, err);
     free(pp), free(plen);
     if (rc) return -1;
     d->ctext = xcalloc(d->N, sizeof(char *));
@@ -320,7 +322,7 @@ static int sample_active(const Trainer *t, const RolloutSample *s) {
     return !(t->r.mask_truncated_completions && s->finish == FINISH_LENGTH);
 }
 
-/* Buffers of one micro-batch, packed without padding (model.h PackedBatch,
+/* Buffers of one micro-batch. On the CPU packed without padding (model.h PackedBatch,
  * docs/model.md "Packed batches"): samples s0..s0+B-1 (the same samples a
  * padded micro-batch would hold, so per-micro-batch loss normalisations are
  * unchanged). A prompt with >= 2 samples here and >= 2 tokens becomes one
@@ -328,10 +330,12 @@ static int sample_active(const Trainer *t, const RolloutSample *s) {
  * segment [prompt[pl-1], completion[0..n-2]] attending to it, so every
  * position has exactly one target (the next token). Any other sample is one
  * segment [prompt, completion[0..n-2]]. Samples without tokens (or
- * prompt) get no segment. Completion token k of sample i has its log-prob at off[i] + k. */
+ * prompt) get no segment. On the GPU (which has no packed attention yet) padded:
+ * row i of T holds [prompt, completion[0..n-2]], so ntok = B*T.
+ * Completion token k of sample i has its log-prob at off[i] + k. */
 typedef struct Micro {
-    int B, L, ntok, nseg;
-    int *ids, *tg, *off;           /* [ntok], [ntok], [B] */
+    int B, L, T, ntok, nseg;       /* T: padded row length (0 when packed) */
+    int *ids, *tg, *off, *len;     /* [ntok], [ntok], [B], [B] (len: padded only) */
     PackSeg *seg;                  /* [nseg], nseg <= 2B */
     float *lp, *ent, *dl;          /* [ntok] forward log-probs, entropy, d loss / d logp */
     float *nl, *ol, *rl, *en, *mk; /* [B*L] new, old, ref log-probs, entropy, mask; L the longest completion */
@@ -380,17 +384,36 @@ static void micro_pack(Micro *mb, const Step *d, int s0) {
     free(root);
 }
 
-static void micro_alloc(Micro *mb, const Step *d, int s0, int B) {
-    int L = 1;
+/* Padded rows for the GPU: sample i in row i, positions pl-1 .. pl+n-2 predict its tokens. */
+static void micro_pad(Micro *mb, const Step *d, int s0) {
+    for (int i = 0; i < mb->B; i++) {
+        const RolloutSample *s = &d->s[s0 + i];
+        const TokIds *pi = &d->pids[s->prompt];
+        int pl = (int)pi->n, n = pl ? s->n : 0, *ids = mb->ids + (long)i * mb->T, *tg = mb->tg + (long)i * mb->T;
+        mb->len[i] = n ? pl + n - 1 : 0, mb->off[i] = i * mb->T + (pl ? pl - 1 : 0);
+        for (int k = 0; k < mb->T; k++) ids[k] = 0, tg[k] = -1;
+        for (int k = 0; k < mb->len[i]; k++) ids[k] = k < pl ? (int)pi->v[k] : s->tokens[k - pl];
+        for (int k = 0; k < n; k++) tg[pl - 1 + k] = s->tokens[k];
+    }
+    mb->ntok = 0;
+    for (int i = 0; i < mb->B; i++) mb->ntok += mb->len[i];
+    if (mb->ntok) mb->ntok = mb->B * mb->T;
+}
+
+static void micro_alloc(Micro *mb, const Step *d, int s0, int B, int padded) {
+    int L = 1, T = 1;
     long cap = 1;
     for (int i = 0; i < B; i++) {
         const RolloutSample *s = &d->s[s0 + i];
+        int row = (int)d->pids[s->prompt].n + s->n - 1;
         cap += (long)d->pids[s->prompt].n + s->n;
-        L = s->n > L ? s->n : L;
+        L = s->n > L ? s->n : L, T = row > T ? row : T;
     }
+    if (padded) cap = (long)B * T;
     memset(mb, 0, sizeof *mb);
-    mb->B = B, mb->L = L;
+    mb->B = B, mb->L = L, mb->T = padded ? T : 0;
     mb->ids = xmalloc(sizeof(int) * cap), mb->tg = xmalloc(sizeof(int) * cap), mb->off = xmalloc(sizeof(int) * B);
+    mb->len = xmalloc(sizeof(int) * B);
     mb->seg = xmalloc(sizeof(PackSeg) * 2 * B);
     mb->lp = xmalloc(sizeof(float) * cap), mb->ent = xmalloc(sizeof(float) * cap);
     mb->dl = xcalloc((size_t)cap, sizeof(float));
@@ -399,21 +422,44 @@ static void micro_alloc(Micro *mb, const Step *d, int s0, int B) {
     mb->en = xcalloc((size_t)B * L, sizeof(float)), mb->mk = xcalloc((size_t)B * L, sizeof(float));
     mb->adv = xmalloc(sizeof(float) * B), mb->g = xcalloc((size_t)B * L, sizeof(float));
     for (int i = 0; i < B; i++) mb->adv[i] = d->adv[s0 + i];
-    micro_pack(mb, d, s0);
+    if (padded) micro_pad(mb, d, s0);
+    else micro_pack(mb, d, s0);
+}
+
+/* The forward of the policy (ref = 0: its router load counted) or of the
+ * reference over the micro-batch, on the trainer's device. */
+static int micro_forward(Trainer *t, int ref, const Micro *mb, float temp, float *lp, float *ent, Err *err) {
+    if (t->cuda) {
+        Batch b = {mb->B, mb->T, mb->ids, mb->tg, mb->len};
+        return trainer_cuda_forward(t->cuda, ref, &b, temp, lp, ent, ref ? NULL : t->load, err);
+    }
+    PackedBatch b = {mb->ntok, mb->nseg, mb->ids, mb->tg, mb->seg};
+    if (model_forward_packed(ref ? &t->ref : &t->m, &b, temp, lp, ent, err)) return -1;
+    if (!ref) optim_router_load_add(t->load, &t->m);
+    return 0;
+}
+
+static int micro_backward(Trainer *t, const Micro *mb, Err *err) {
+    if (t->cuda) {
+        Batch b = {mb->B, mb->T, mb->ids, mb->tg, mb->len};
+        return trainer_cuda_backward(t->cuda, &b, mb->dl, err);
+    }
+    PackedBatch b = {mb->ntok, mb->nseg, mb->ids, mb->tg, mb->seg};
+    model_backward_packed(&t->m, &b, mb->dl, NULL);
+    return 0;
 }
 
 static void micro_free(Micro *mb) {
-    free(mb->ids), free(mb->tg), free(mb->off), free(mb->seg), free(mb->lp), free(mb->ent), free(mb->dl), free(mb->nl), free(mb->ol);
+    free(mb->ids), free(mb->tg), free(mb->off), free(mb->len), free(mb->seg), free(mb->lp), free(mb->ent), free(mb->dl), free(mb->nl), free(mb->ol);
     free(mb->rl), free(mb->en), free(mb->mk), free(mb->adv), free(mb->g);
 }
 
 /* Reference log-probs of the micro-batch into mb->rl, computed on the first
  * pass by the frozen model (same batch, same temperature) and cached in
  * ref_logp [N][max_new] for the later passes. */
-static int micro_ref(Trainer *t, const Step *d, int s0, int pass, float *ref_logp, Micro *mb, const PackedBatch *b,
-                     float temp, Err *err) {
+static int micro_ref(Trainer *t, const Step *d, int s0, int pass, float *ref_logp, Micro *mb, float temp, Err *err) {
     const int Lmax = t->r.max_completion_length;
-    if (pass == 0 && model_forward_packed(&t->ref, b, temp, mb->lp, NULL, err)) return err_wrap(err, "reference model");
+    if (pass == 0 && micro_forward(t, 1, mb, temp, mb->lp, NULL, err)) return err_wrap(err, "reference model");
     for (int i = 0; i < mb->B; i++) {
         const RolloutSample *s = &d->s[s0 + i];
         for (int k = 0; k < s->n; k++) {
@@ -479,16 +525,14 @@ static int train_pass(Trainer *t, const Step *d, int pass, float *old_logp, floa
     if (loss_opts(t, d, nmicro, num_items, &lo, err)) return -1;
     for (int s0 = 0; s0 < N; s0 += MB) {
         Micro mb;
-        micro_alloc(&mb, d, s0, N - s0 < MB ? N - s0 : MB);
+        micro_alloc(&mb, d, s0, N - s0 < MB ? N - s0 : MB, t->cuda != NULL);
         if (mb.ntok == 0) { /* every sample refused: nothing to train */
             micro_free(&mb);
             continue;
         }
-        PackedBatch b = {mb.ntok, mb.nseg, mb.ids, mb.tg, mb.seg};
-        int rc = t->has_ref ? micro_ref(t, d, s0, pass, ref_logp, &mb, &b, temp, err) : 0;
-        if (!rc) rc = model_forward_packed(&t->m, &b, temp, mb.lp, mb.ent, err);
+        int rc = t->has_ref ? micro_ref(t, d, s0, pass, ref_logp, &mb, temp, err) : 0;
+        if (!rc) rc = micro_forward(t, 0, &mb, temp, mb.lp, mb.ent, err);
         if (!rc) {
-            optim_router_load_add(t->load, &t->m);
             micro_gather(t, d, s0, pass, old_logp, &mb, ts);
             /* mu = 1: pi_old is the current policy detached, the ratio is exactly 1 */
             GrpoLossIn in = {mb.B, mb.L, mb.nl, old_logp ? mb.ol : NULL, t->has_ref ? mb.rl : NULL, mb.adv, mb.mk, mb.en};
@@ -498,7 +542,9 @@ static int train_pass(Trainer *t, const Step *d, int pass, float *old_logp, floa
             if (!rc) {
                 for (int i = 0; i < mb.B; i++)
                     for (int k = 0; k < d->s[s0 + i].n; k++) mb.dl[mb.off[i] + k] = mb.g[(long)i * mb.L + k];
-                model_backward_packed(&t->m, &b, mb.dl, NULL);
+                rc = micro_backward(t, &mb, err);
+            }
+            if (!rc) {
                 ts->loss += ls.loss, ts->ntok += ls.ntok, ts->entropy_sum += ls.entropy_sum, ts->kl_sum += ls.kl_sum;
                 ts->clip_low += ls.clip_low_sum, ts->clip_high += ls.clip_high_sum;
                 ts->clip_region += ls.clip_region_sum, ts->clip_count += ls.clip_count;
@@ -660,9 +706,11 @@ static int step_train(Trainer *t, long step, const Step *d, TrainStats *ts, Trai
     float *ref = t->has_ref ? xcalloc((size_t)d->N * Lmax, sizeof(float)) : NULL;
     memset(t->load, 0, sizeof(int64_t) * c->num_hidden_layers * (c->n_routed_experts ? c->n_routed_experts : 1));
     for (int it = 0; it < mu; it++) {
-        model_zero_grads(&t->m);
-        if (train_pass(t, d, it, old, ref, ts, err)) { free(old), free(ref); return -1; }
-        adamw_step(&t->opt, t->m.params, t->m.grads, lr_schedule_at(&t->sch, step), &ts->info);
+        int rc = t->cuda ? trainer_cuda_zero_grads(t->cuda, err) : (model_zero_grads(&t->m), 0);
+        if (!rc) rc = train_pass(t, d, it, old, ref, ts, err);
+        if (!rc && t->cuda) rc = trainer_cuda_step(t->cuda, lr_schedule_at(&t->sch, step), &ts->info, err);
+        else if (!rc) adamw_step(&t->opt, t->m.params, t->m.grads, lr_schedule_at(&t->sch, step), &ts->info);
+        if (rc) { free(old), free(ref); return -1; }
         if (ts->info.skipped) {
             in->update_skipped = 1;
             fprintf(stderr, "grpo train: step %ld: non-finite gradient in %s, update skipped\n", step + 1,
@@ -670,10 +718,15 @@ static int step_train(Trainer *t, long step, const Step *d, TrainStats *ts, Trai
         }
     }
     free(old), free(ref);
-    if (t->r.router_bias_gamma > 0 && c->n_routed_experts)
+    if (t->r.router_bias_gamma > 0 && c->n_routed_experts) {
         optim_router_bias_update_model(&t->m, t->load, (float)t->r.router_bias_gamma);
-    if (t->has_ref && t->r.sync_ref_model && t->r.ref_model_sync_steps > 0 && (step + 1) % t->r.ref_model_sync_steps == 0)
+        if (t->cuda && trainer_cuda_upload_router_bias(t->cuda, &t->m, err)) return -1;
+    }
+    if (t->has_ref && t->r.sync_ref_model && t->r.ref_model_sync_steps > 0 && (step + 1) % t->r.ref_model_sync_steps == 0) {
+        if (t->cuda && trainer_cuda_sync_host(t->cuda, &t->m, NULL, err)) return -1;
         ref_mixup(t);
+        if (t->cuda && trainer_cuda_upload_ref(t->cuda, &t->ref, err)) return -1;
+    }
     return 0;
 }
 
@@ -714,6 +767,7 @@ int trainer_save(Trainer *t, long step, Err *err) {
     char dir[1200], path[1300];
     snprintf(dir, sizeof dir, "%s/checkpoints/step-%ld", t->rundir, step);
     const char *tokdir = t->r.tokenizer[0] ? t->r.tokenizer : t->r.model;
+    if (t->cuda && trainer_cuda_sync_host(t->cuda, &t->m, &t->opt, err)) return -1; /* the GPU's weights and moments */
     if (runctx_save(&t->m, tokdir, dir, t->r.save_dtype, err)) return -1;
     if (t->has_ref && t->r.sync_ref_model) { /* a re-synced reference is trainer state */
         snprintf(path, sizeof path, "%s/ref", dir);
@@ -754,6 +808,8 @@ static int recipe_check(const Recipe *r, const char *recipe_path, Err *err) {
     if (r->sync_ref_model && (r->ref_model_mixup_alpha < 0 || r->ref_model_mixup_alpha > 1 || r->ref_model_sync_steps < 1))
         return err_set(err, ERR_INPUT, "recipe: sync_ref_model needs ref_model_sync_steps >= 1 and ref_model_mixup_alpha in [0, 1]");
     if (r->max_num_gen_batches < 0) return err_set(err, ERR_INPUT, "recipe: max_num_gen_batches must be >= 0");
+    if (strcmp(r->device, "cpu") && strcmp(r->device, "cuda"))
+        return err_set(err, ERR_INPUT, "recipe: device must be \"cpu\" or \"cuda\" (got \"%s\")", r->device);
     GrpoKl kl;
     return grpo_kl_parse(r->kl_estimator, &kl, err);
 }
@@ -805,6 +861,8 @@ static int trainer_open_(Trainer *t, const char *recipe_path, int resume, Err *e
         snprintf(p, sizeof p, "%s/checkpoints/step-%ld/optimizer.bin", t->rundir, from);
         if (adamw_load(&t->opt, p, err)) return -1;
     }
+    if (!strcmp(r->device, "cuda") && !(t->cuda = trainer_cuda_open(&t->m, t->has_ref ? &t->ref : NULL, &t->opt, err)))
+        return -1;
     if (lr_schedule_parse(r->lr_scheduler_type, &t->sch.type, err)) return -1;
     t->sch.lr = r->learning_rate, t->sch.total_steps = r->max_steps, t->sch.num_cycles = 0.5;
     t->sch.warmup_steps = lr_warmup_steps(r->warmup_ratio, r->max_steps);
@@ -840,6 +898,7 @@ int trainer_open(Trainer *t, const Recipe *r, const char *recipe_path, int resum
 }
 
 void trainer_close(Trainer *t) {
+    trainer_cuda_close(t->cuda);
     if (t->st) store_close(t->st);
     if (t->rs) reward_set_free(t->rs);
     if (t->tok) tok_free(t->tok);

@@ -46,6 +46,7 @@ typedef struct Trainer {
     long cursor;            /* rows consumed */
     long start_step;        /* steps already done (> 0 after --resume) */
     int64_t *load;          /* [L * E] routed tokens of the current step */
+    struct TrainerCuda *cuda; /* recipe device "cuda": the model's work on the GPU (trainer_cuda.h); NULL on the CPU */
     char rundir[1024];      /* output_dir/name */
 } Trainer;
 

@@ -53,20 +53,28 @@ static void layers_map(CudaModel *g, const Model *m) {
     g->lm_head = w16_of(g, m, m->lm_head);
 }
 
-int cuda_model_upload(CudaModel *g, const Model *m, Err *err) {
+int cuda_model_upload_span(CudaModel *g, const Model *m, size_t offset, size_t n, Err *err) {
     if (m->numel != g->numel) return err_set(err, ERR_INPUT, "cuda model: %zu parameters, the model has %zu", g->numel, m->numel);
-    cuda_bf16 *h = xmalloc(sizeof *h * g->numel);
-    for (size_t i = 0; i < g->numel; i++) h[i] = bf16_from_f32(m->params[i]);
-    cudaError_t e1 = cudaMemcpy(g->w16, h, sizeof *h * g->numel, cudaMemcpyHostToDevice);
+    if (offset > g->numel || n > g->numel - offset)
+        return err_set(err, ERR_INPUT, "cuda model: span [%zu, +%zu) outside the %zu parameters", offset, n, g->numel);
+    if (!n) return 0;
+    CU(cudaStreamSynchronize(g->s)); /* a non-blocking stream: cudaMemcpy would not wait for it */
+    cuda_bf16 *h = xmalloc(sizeof *h * n);
+    for (size_t i = 0; i < n; i++) h[i] = bf16_from_f32(m->params[offset + i]);
+    cudaError_t e1 = cudaMemcpy(g->w16 + offset, h, sizeof *h * n, cudaMemcpyHostToDevice);
     free(h);
     CU(e1);
-    CU(cudaMemcpy(g->master, m->params, sizeof(float) * g->numel, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(g->master + offset, m->params + offset, sizeof(float) * n, cudaMemcpyHostToDevice));
     return 0;
 }
+
+int cuda_model_upload(CudaModel *g, const Model *m, Err *err) { return cuda_model_upload_span(g, m, 0, g->numel, err); }
 
 CudaModelBuffers cuda_model_buffers(CudaModel *g) {
     return (CudaModelBuffers){g->master, g->grads, g->w16, g->numel, (void *)g->s};
 }
+
+const ModelConfig *cuda_model_config(const CudaModel *g) { return &g->cfg; }
 
 int cuda_model_download(CudaModel *g, float *host, Err *err) {
     CU(cudaStreamSynchronize(g->s));

@@ -24,6 +24,8 @@ CudaModel *cuda_model_new(const Model *m, Err *err);
 void cuda_model_free(CudaModel *g);
 /* Uploads m's parameters again (same config), e.g. after the CPU changed them. */
 int cuda_model_upload(CudaModel *g, const Model *m, Err *err);
+/* The same for the parameters [offset, offset + n) only (e.g. a router's bias). */
+int cuda_model_upload_span(CudaModel *g, const Model *m, size_t offset, size_t n, Err *err);
 
 /* Training forward, as model_forward: logp/entropy (host, [B*T], 0 where the target is
  * < 0; either may be NULL) of softmax(logits / temperature). Keeps the activations.
@@ -49,6 +51,7 @@ typedef struct CudaModelBuffers {
     void *stream;
 } CudaModelBuffers;
 CudaModelBuffers cuda_model_buffers(CudaModel *g);
+const ModelConfig *cuda_model_config(const CudaModel *g);
 /* Copies the fp32 master weights to host [numel] (e.g. to save a checkpoint). */
 int cuda_model_download(CudaModel *g, float *host, Err *err);
 
@@ -66,5 +69,10 @@ int cuda_kvcache_copy(const CudaModel *g, CudaKvCache *kv, int dst, int src, Err
  * or of every new token [sum ntok, V] with all_logits. load: router load [L, E] or NULL. */
 int cuda_model_extend(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
                       float *logits, int all_logits, int *load, Err *err);
+/* The same with the logits left on the device: written to logits (device, [rows, V]),
+ * or, when NULL, to the cache's own buffer, valid until the next call. Asynchronous
+ * on the model's stream (load, when asked, is filled before it returns). */
+int cuda_model_extend_dev(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
+                          float *logits, int all_logits, int *load, Err *err);
 
 #endif

@@ -231,8 +231,8 @@ static int extend_plan(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots
     return 0;
 }
 
-int cuda_model_extend(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
-                      float *logits, int all_logits, int *load, Err *err) {
+int cuda_model_extend_dev(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
+                          float *logits, int all_logits, int *load, Err *err) {
     const ModelConfig *c = &g->cfg;
     const int H = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers, E = c->n_routed_experts;
     int N = 0, max_len = 0;
@@ -252,8 +252,15 @@ int cuda_model_extend(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots,
         }
         xs = kv->last, rows = nseq;
     }
-    TRY(cuda_linear_fwd(g->blas, g->s, kv->logits, CUDA_F32, xs, g->lm_head, rows, V, H, 0, err));
-    CU(cudaMemcpyAsync(logits, kv->logits, sizeof(float) * rows * V, cudaMemcpyDeviceToHost, g->s));
+    return cuda_linear_fwd(g->blas, g->s, logits ? logits : kv->logits, CUDA_F32, xs, g->lm_head, rows, V, H, 0, err);
+}
+
+int cuda_model_extend(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
+                      float *logits, int all_logits, int *load, Err *err) {
+    TRY(cuda_model_extend_dev(g, kv, nseq, slots, ntok, ids, NULL, all_logits, load, err));
+    int rows = 0;
+    for (int i = 0; i < nseq; i++) rows += all_logits ? ntok[i] : 1;
+    CU(cudaMemcpyAsync(logits, kv->logits, sizeof(float) * rows * g->cfg.vocab_size, cudaMemcpyDeviceToHost, g->s));
     CU(cudaStreamSynchronize(g->s));
     return 0;
 }
