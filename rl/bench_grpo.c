@@ -114,12 +114,13 @@ static double json_num(const cJSON *j, const char *key) {
 
 /* The PyTorch side: the script's JSON line parsed into a Split. recipe_path is
  * the recipe as grpo resolved it (recipe_write: defaults and --set applied). */
-static int run_torch(const char *script, const char *recipe_path, const char *rollout, const char *attn, int threads,
-                     int warmup, int steps, Split *out) {
+static int run_torch(const char *script, const char *recipe_path, const char *rollout, const char *attn,
+                     const char *device, int threads, int warmup, int steps, Split *out) {
     char th[16], st[16], wu[16];
     snprintf(th, sizeof th, "%d", threads), snprintf(st, sizeof st, "%d", steps), snprintf(wu, sizeof wu, "%d", warmup);
     char *argv[] = {"python3", (char *)script, "--recipe", (char *)recipe_path, "--threads", th, "--steps", st,
-                    "--warmup", wu, "--rollout", (char *)rollout, "--attn", (char *)attn, NULL};
+                    "--warmup", wu, "--rollout", (char *)rollout, "--attn", (char *)attn, "--device", (char *)device,
+                    NULL};
     int status;
     char *text = run_capture(argv, &status);
     cJSON *j = text ? cJSON_Parse(text) : NULL;
@@ -202,11 +203,12 @@ static cJSON *split_json(const Split *x) {
 }
 
 /* One line: {"bench": "grpo", recipe, threads, steps, "grpo": {...}, "torch": {...} | null, "speedup": {...}} */
-static void print_json(const char *recipe, int threads, int warmup, int steps, const Split *g, const Split *t) {
+static void print_json(const char *recipe, const char *device, int threads, int warmup, int steps, const Split *g, const Split *t) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "bench", "grpo");
     cJSON_AddStringToObject(o, "recipe", recipe);
     cJSON_AddNumberToObject(o, "threads", threads);
+    cJSON_AddStringToObject(o, "device", device);
     cJSON_AddNumberToObject(o, "warmup", warmup);
     cJSON_AddNumberToObject(o, "steps", steps);
     cJSON_AddItemToObject(o, "grpo", split_json(g));
@@ -253,6 +255,8 @@ static CliOpt opts[] = {
     {"--steps", "N", "3", "timed steps (the mean is reported)", 0},
     {"--warmup", "N", "1", "untimed steps first", 0},
     {"--threads", "N", "0", "threads for both sides (0 = the recipe's threads, else all cores)", 0},
+    {"--device", "cpu|cuda", "", "where both sides run (default: the recipe's device); cuda: the reference\n"
+     "uses bf16 autocast with fp32 weights and AdamW", 0},
     {"--torch-script", "FILE", "tests/golden/bench_grpo_torch.py", "PyTorch reference script", 0},
     {"--torch-rollout", "MODE", "manual", "reference rollout: manual (KV-cache loop) | generate (model.generate)", 0},
     {"--torch-attn", "IMPL", "eager", "reference attention implementation: eager | sdpa", 0},
@@ -260,7 +264,7 @@ static CliOpt opts[] = {
     {0}};
 
 static const CliSpec spec = {
-    "grpo bench grpo [--recipe FILE] [--steps N] [--threads N] [--no-reference]",
+    "grpo bench grpo [--recipe FILE] [--steps N] [--threads N] [--device cpu|cuda] [--no-reference]",
     "Times warm-up + N GRPO steps of a recipe through the trainer (into a temporary run folder,\n"
     "removed after) and prints the mean time split (rollout / reward / train / log), generated,\n"
     "trained and end-to-end tokens/s; then the same step in PyTorch + transformers on the same\n"
@@ -288,6 +292,8 @@ int bench_grpo(int argc, char **argv) {
         fprintf(stderr, "grpo bench grpo: %s\n", err.msg);
         return err.code ? err.code : 2;
     }
+    const char *dev = cli_str(&spec, "--device");
+    if (dev && dev[0]) snprintf(r.device, sizeof r.device, "%s", dev);
     if (threads == 0) threads = r.threads;
     if (threads > 0) omp_set_num_threads((int)threads);
     int nthreads = omp_get_max_threads();
@@ -298,9 +304,9 @@ int bench_grpo(int argc, char **argv) {
     if (!mkdtemp(tmp)) { perror("grpo bench grpo: mkdtemp"); return 1; }
     snprintf(r.output_dir, sizeof r.output_dir, "%s", tmp);
     snprintf(r.name, sizeof r.name, "bench");
-    printf("grpo bench grpo: %s (%s), %d prompts x %d samples, <= %d new tokens, %d threads, mean of %ld steps after %ld"
-           " warm-up\n", recipe_path, r.model, r.prompts_per_step, r.num_generations, r.max_completion_length, nthreads,
-           steps, warmup);
+    printf("grpo bench grpo: %s (%s), %d prompts x %d samples, <= %d new tokens, %d threads, device %s, mean of %ld "
+           "steps after %ld warm-up\n", recipe_path, r.model, r.prompts_per_step, r.num_generations,
+           r.max_completion_length, nthreads, r.device, steps, warmup);
     fflush(stdout);
     Split g = {0}, t = {0};
     char resolved[sizeof tmp + 16];
@@ -310,10 +316,10 @@ int bench_grpo(int argc, char **argv) {
     rc = run_grpo(&r, recipe_path, (int)warmup, (int)steps, &g, &err);
     if (!rc && !cli_flag(&spec, "--no-reference"))
         run_torch(cli_str(&spec, "--torch-script"), resolved, cli_str(&spec, "--torch-rollout"),
-                  cli_str(&spec, "--torch-attn"), nthreads, (int)warmup, (int)steps, &t);
+                  cli_str(&spec, "--torch-attn"), r.device, nthreads, (int)warmup, (int)steps, &t);
     nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     if (rc) { fprintf(stderr, "grpo bench grpo: %s\n", err.msg); return err.code ? err.code : 1; }
     print_table(&g, &t);
-    print_json(recipe_path, nthreads, (int)warmup, (int)steps, &g, &t);
+    print_json(recipe_path, r.device, nthreads, (int)warmup, (int)steps, &g, &t);
     return 0;
 }

@@ -23,5 +23,7 @@ int bench_sandbox(int argc, char **argv); /* rl/bench_sandbox.c */
 int bench_store(int argc, char **argv);  /* rl/bench_store.c */
 int bench_rewards(int argc, char **argv); /* rl/bench_rewards.c */
 int bench_grpo(int argc, char **argv);   /* rl/bench_grpo.c */
+int bench_decode(int argc, char **argv); /* rl/bench_device.c */
+int bench_train(int argc, char **argv);  /* rl/bench_device.c */
 
 #endif

@@ -17,6 +17,8 @@ static const Topic topics[] = {
     {"sandbox", bench_sandbox, "sandboxed executions/s vs plain python3 -I -S spawns"},
     {"store", bench_store, "rollout store write throughput (rollouts/s) vs a flat file"},
     {"rewards", bench_rewards, "format and math reward scores/s, one core and all cores"},
+    {"decode", bench_decode, "rollout decoding tokens/s and memory bandwidth (CPU or GPU) vs transformers generate"},
+    {"train", bench_train, "training tokens/s and MFU (CPU or GPU) vs transformers + torch AdamW"},
     {"grpo", bench_grpo, "one GRPO step's time split and tokens/s vs the same step in PyTorch"},
 };
 enum { NTOPICS = sizeof topics / sizeof topics[0] };

@@ -20,3 +20,11 @@ extern "C" int cuda_device_describe(char *buf, int size) {
     snprintf(buf, size, "%s (sm_%d%d, %zu MiB)", p.name, p.major, p.minor, p.totalGlobalMem >> 20);
     return 0;
 }
+
+extern "C" double cuda_device_hbm_bytes_per_s(void) {
+    int khz = 0, bits = 0;
+    if (cuda_device_count() <= 0 || cudaDeviceGetAttribute(&khz, cudaDevAttrMemoryClockRate, 0) != cudaSuccess ||
+        cudaDeviceGetAttribute(&bits, cudaDevAttrGlobalMemoryBusWidth, 0) != cudaSuccess)
+        return 0;
+    return 2.0 * khz * 1e3 * bits / 8.0; /* double data rate */
+}

@@ -11,6 +11,8 @@ extern "C" {
 int cuda_device_count(void);
 /* Writes "NAME (sm_XY, N MiB)" for device 0 into buf; returns -1 if none. */
 int cuda_device_describe(char *buf, int size);
+/* Peak memory bandwidth of device 0 in bytes/s (2 x memory clock x bus width), 0 if none. */
+double cuda_device_hbm_bytes_per_s(void);
 
 #ifdef __cplusplus
 }

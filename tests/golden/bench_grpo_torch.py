@@ -53,6 +53,7 @@ grpo` passes the recipe as grpo resolved it (recipe_write: defaults and --set ap
 which is always in that form.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -218,6 +219,11 @@ class Step:
         self.model = AutoModelForCausalLM.from_pretrained(
             recipe["model"], dtype=torch.float32, attn_implementation=args.attn,
             experts_implementation=args.experts)
+        # --device cuda: fp32 master weights and AdamW, bf16 autocast compute (PyTorch's
+        # usual mixed precision, as grpo's bf16 compute copy + fp32 master)
+        self.dev = torch.device(args.device)
+        self.model.to(self.dev)
+        self.amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if self.dev.type == "cuda" else contextlib.nullcontext
         self.model.train()  # attention_dropout is 0.0: train mode changes nothing numerically
         self.eos = self.model.config.eos_token_id
         self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.eos  # masked out everywhere
@@ -232,7 +238,7 @@ class Step:
             self.funcs.append((name, REWARDS[name]))
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=float(recipe["learning_rate"]),
                                      betas=(0.9, 0.999), eps=1e-8, weight_decay=float(recipe["weight_decay"]))
-        self.gen = torch.Generator().manual_seed(int(recipe["seed"]))
+        self.gen = torch.Generator(device=self.dev).manual_seed(int(recipe["seed"]))
         self.db_dir = tempfile.mkdtemp(prefix="bench_grpo_torch.")
         self.db = sqlite3.connect(os.path.join(self.db_dir, "rollouts.db"))
         self.db.execute("pragma journal_mode=wal")
@@ -268,7 +274,7 @@ class Step:
         for i, t in enumerate(ids):
             x[i, L - len(t):] = torch.tensor(t)
             mask[i, L - len(t):] = 1
-        return x, mask
+        return x.to(self.dev), mask.to(self.dev)
 
     @torch.no_grad()
     def rollout_manual(self, pids):
@@ -277,12 +283,13 @@ class Step:
         x, mask = self.left_pad(pids)
         pos = (mask.cumsum(1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=x, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+        with self.amp():
+            out = self.model(input_ids=x, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
         cache.batch_repeat_interleave(G)  # the group shares its prompt's cache
-        logits = out.logits[:, -1].repeat_interleave(G, 0)
+        logits = out.logits[:, -1].float().repeat_interleave(G, 0)
         mask = mask.repeat_interleave(G, 0)
         nextpos = pos[:, -1].repeat_interleave(G, 0) + 1
-        live = torch.arange(N)  # sample index of each cache row
+        live = torch.arange(N, device=self.dev)  # sample index of each cache row
         toks = [[] for _ in range(N)]
         logps = [[] for _ in range(N)]
         finish = ["length"] * N
@@ -300,20 +307,22 @@ class Step:
             if not keep or k + 1 == maxnew:
                 break
             if len(keep) < len(live):  # drop finished samples from the batch and the cache
-                idx = torch.tensor(keep)
+                idx = torch.tensor(keep, device=self.dev)
                 cache.batch_select_indices(idx)
                 live, nxt, mask, nextpos = live[idx], nxt[idx], mask[idx], nextpos[idx]
-            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long)], 1)
-            out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=nextpos[:, None],
+            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long, device=self.dev)], 1)
+            with self.amp():
+                out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=nextpos[:, None],
                              past_key_values=cache, use_cache=True)
-            logits, nextpos = out.logits[:, -1], nextpos + 1
+            logits, nextpos = out.logits[:, -1].float(), nextpos + 1
         return toks, logps, finish
 
     @torch.no_grad()
     def rollout_generate(self, pids):
         x, mask = self.left_pad(pids)
         torch.manual_seed(int(self.gen.initial_seed()) + self.step_no)
-        out = self.model.generate(input_ids=x, attention_mask=mask, do_sample=True, temperature=self.T, top_k=0,
+        with self.amp():
+            out = self.model.generate(input_ids=x, attention_mask=mask, do_sample=True, temperature=self.T, top_k=0,
                                   top_p=1.0, max_new_tokens=self.r["max_completion_length"],
                                   num_return_sequences=self.G, eos_token_id=self.eos, pad_token_id=self.pad,
                                   output_logits=True, return_dict_in_generate=True)
@@ -369,13 +378,15 @@ class Step:
                 tgt[b, :n] = torch.tensor(toks[i])
                 cm[b, :n] = 1
             ntok_trained += int(am.sum())
-            logits = self.model(input_ids=ids, attention_mask=am).logits  # [B, T, V]
+            ids, am, gidx, tgt, cm = (v.to(self.dev) for v in (ids, am, gidx, tgt, cm))
+            with self.amp():
+                logits = self.model(input_ids=ids, attention_mask=am).logits.float()  # [B, T, V]
             logits = logits.gather(1, gidx[:, :, None].expand(-1, -1, logits.shape[2])) / self.T  # [B, L, V]
             lsm = torch.log_softmax(logits, -1)
             logp = lsm.gather(2, tgt[:, :, None]).squeeze(2)
             with torch.no_grad():
                 entropy = -(lsm.exp() * lsm).sum(-1)  # the entropy metric, as TRL logs it
-            a = adv[s0:s0 + B][:, None]
+            a = adv[s0:s0 + B][:, None].to(self.dev)
             ratio = torch.exp(logp - logp.detach())
             ptl = -torch.min(ratio * a, torch.clamp(ratio, 1 - eps_lo, 1 + eps_hi) * a)
             if lt == "dapo":
@@ -444,6 +455,7 @@ def main():
                     help="manual: prefill once per group + KV-cache decode loop; generate: model.generate")
     ap.add_argument("--attn", default="eager", help="attention implementation (default eager)")
     ap.add_argument("--experts", default="grouped_mm", help="experts implementation (default grouped_mm)")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (bf16 autocast, fp32 weights and AdamW)")
     args = ap.parse_args()
     if args.threads < 1 or args.steps < 1 or args.warmup < 0:
         ap.error("--threads and --steps must be >= 1, --warmup >= 0")
@@ -462,7 +474,7 @@ def main():
     mean = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
     tot = mean["rollout_s"] + mean["reward_s"] + mean["train_s"] + mean["log_s"]
     res = {"threads": args.threads, "steps": args.steps, "warmup": args.warmup, "rollout": args.rollout,
-           "attn": args.attn, "experts": args.experts,
+           "attn": args.attn, "experts": args.experts, "device": args.device,
            "prompts": step.P, "generations": step.G,
            **{k: round(mean[k], 4) for k in ("rollout_s", "reward_s", "train_s", "log_s")},
            "step_s": round(tot, 4), "gen_tokens": round(mean["gen_tokens"], 1),

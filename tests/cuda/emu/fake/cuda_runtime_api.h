@@ -46,6 +46,8 @@ typedef struct cudaDeviceProp cudaDeviceProp;
 
 cudaError_t cudaGetDeviceCount(int *n);
 cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int dev);
+enum cudaDeviceAttr { cudaDevAttrMemoryClockRate = 36, cudaDevAttrGlobalMemoryBusWidth = 37 };
+cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr a, int dev);
 cudaError_t cudaSetDevice(int dev);
 cudaError_t cudaMalloc(void **p, size_t n);
 cudaError_t cudaFree(void *p);
