@@ -25,6 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "base/clock.h"
 #include "base/xalloc.h"
 #include "cli.h"
@@ -195,7 +197,27 @@ static int decode_once(Bench *b, const RolloutEngine *e, int B, int prompt, int 
     return rc;
 }
 
-static int decode_all(Bench *b, const int *batch, int nb, int prompt, int new_tokens, const char *ref, Err *err) {
+/* The line every bench here ends with: {"bench": name, "device": ..., <fields>}. */
+static void json_print(cJSON *o) {
+    char *line = cJSON_PrintUnformatted(o);
+    printf("%s\n", line);
+    free(line);
+    cJSON_Delete(o);
+}
+
+static cJSON *json_head(const char *bench, const Bench *b, const char *device) {
+    cJSON *o = cJSON_CreateObject();
+    double total, active;
+    config_param_counts(&b->m.cfg, &total, &active);
+    cJSON_AddStringToObject(o, "bench", bench);
+    cJSON_AddStringToObject(o, "device", device);
+    cJSON_AddNumberToObject(o, "params", total);
+    cJSON_AddNumberToObject(o, "active_params", active);
+    return o;
+}
+
+static int decode_all(Bench *b, const int *batch, int nb, int prompt, int new_tokens, const char *ref, cJSON *rows,
+                      Err *err) {
     const RolloutEngine *e = NULL;
 #ifdef GRPO_MODEL_CUDA_ENABLED
     CudaModel *g = NULL;
@@ -223,6 +245,16 @@ static int decode_all(Bench *b, const int *batch, int nb, int prompt, int new_to
         if (t > 0) snprintf(ts, sizeof ts, "%.0f", t), snprintf(ratio, sizeof ratio, "%.2fx", r.tok_s / t);
         printf("%6d %12.0f %12.0f %10.3f %8.1f %14s %10s %8s\n", batch[i], r.tok_s, r.decode_tok_s, 1e3 * r.step_s,
                gbs, share, ts, ratio);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "batch", batch[i]);
+        cJSON_AddNumberToObject(o, "tok_s", r.tok_s);
+        cJSON_AddNumberToObject(o, "decode_tok_s", r.decode_tok_s);
+        cJSON_AddNumberToObject(o, "step_s", r.step_s);
+        cJSON_AddNumberToObject(o, "prefill_s", r.prefill_s);
+        cJSON_AddNumberToObject(o, "bytes_per_step", bytes);
+        cJSON_AddNumberToObject(o, "peak_share", peak > 0 ? gbs * 1e9 / peak : 0);
+        cJSON_AddItemToObject(o, "torch_tok_s", t > 0 ? cJSON_CreateNumber(t) : cJSON_CreateNull());
+        cJSON_AddItemToArray(rows, o);
         fflush(stdout);
     }
 #ifdef GRPO_MODEL_CUDA_ENABLED
@@ -286,7 +318,12 @@ int bench_decode(int argc, char **argv) {
                       (char *)cli_str(&spec, "--batch"), "--prompt", ps, "--new", ns, "--device",
                       (char *)cli_str(&spec, "--device"), NULL};
         if (!no_ref) ref = run_reference(av);
-        rc = decode_all(&b, batch, nb, (int)prompt, (int)new_tokens, ref, &err);
+        cJSON *o = json_head("decode", &b, dev), *rows = cJSON_AddArrayToObject(o, "rows");
+        cJSON_AddNumberToObject(o, "prompt", (double)prompt);
+        cJSON_AddNumberToObject(o, "new", (double)new_tokens);
+        rc = decode_all(&b, batch, nb, (int)prompt, (int)new_tokens, ref, rows, &err);
+        if (!rc) json_print(o);
+        else cJSON_Delete(o);
     } else {
         rc = -1;
     }
@@ -393,6 +430,15 @@ int bench_train(int argc, char **argv) {
             if (mfu > 0) snprintf(mf, sizeof mf, "%.1f%%", 100 * mfu);
             printf("%14s %10s %8s %12s %8s\n", "tok/s", "best s", "MFU", "torch tok/s", "ratio");
             printf("%14.0f %10.3f %8s %12s %8s\n", tok_s, best, mf, ts, ratio);
+            cJSON *o = json_head("train", &b, dev);
+            cJSON_AddNumberToObject(o, "batch", (double)B);
+            cJSON_AddNumberToObject(o, "seq", (double)S);
+            cJSON_AddNumberToObject(o, "flops_per_token", flops_per_token(&b.m, (int)S));
+            cJSON_AddNumberToObject(o, "tok_s", tok_s);
+            cJSON_AddNumberToObject(o, "best_step_s", best);
+            cJSON_AddNumberToObject(o, "mfu", mfu);
+            cJSON_AddItemToObject(o, "torch_tok_s", tt > 0 ? cJSON_CreateNumber(tt) : cJSON_CreateNull());
+            json_print(o);
         }
     }
     if (rc) fprintf(stderr, "grpo bench train: %s\n", err.msg);
