@@ -31,7 +31,9 @@ struct CudaKvCache {
     int cap;
     void *arena;
     cuda_bf16 *x, *xn, *qa, *qan, *q, *kva, *ckvn, *qabs, *ctx16, *att, *last;
-    float *ctx, *logits, *rcos, *rsin;
+    float *ctx, *rcos, *rsin;
+    float *logits;            /* [logits_rows, V], for callers that give no buffer of their own */
+    int logits_rows;
     int *ids, *seq, *pos, *len1;   /* device [cap] */
     int *hseq, *hpos, *hlen1;      /* host [cap] */
     float *hcs, *hsn;
@@ -87,6 +89,7 @@ void cuda_kvcache_free(CudaKvCache *kv) {
     if (kv->ckv) cudaFree(kv->ckv);
     if (kv->kpe) cudaFree(kv->kpe);
     if (kv->pages) cudaFree(kv->pages);
+    if (kv->logits) cudaFree(kv->logits);
     free(kv->len);
     free(kv);
 }
@@ -110,14 +113,14 @@ int cuda_kvcache_copy(const CudaModel *g, CudaKvCache *kv, int dst, int src, Err
 static void work_layout(const CudaModel *g, CudaKvCache *kv, Arena *a, long N) {
     const ModelConfig *c = &g->cfg;
     const long H = c->hidden_size, nh = c->num_attention_heads, dqk = c->qk_head_dim, dc = c->kv_lora_rank;
-    const long dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = c->q_lora_rank, V = c->vocab_size;
+    const long dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = c->q_lora_rank;
     long I = c->intermediate_size, Is = (long)c->moe_intermediate_size * c->n_shared_experts;
     I = I > Is ? I : Is;
     kv->x = BF(N * H), kv->xn = BF(N * H), kv->last = BF(N * H);
     if (dq) kv->qa = BF(N * dq), kv->qan = BF(N * dq);
     kv->q = BF(N * nh * dqk), kv->kva = BF(N * (dc + dr)), kv->ckvn = BF(N * dc);
     kv->qabs = BF(N * nh * dc), kv->ctx = FL(N * nh * dc), kv->ctx16 = BF(N * nh * dc), kv->att = BF(N * nh * dv);
-    kv->logits = FL(N * V), kv->rcos = FL(N * (dr / 2)), kv->rsin = FL(N * (dr / 2));
+    kv->rcos = FL(N * (dr / 2)), kv->rsin = FL(N * (dr / 2));
     kv->ids = IN(N), kv->seq = IN(N), kv->pos = IN(N), kv->len1 = IN(N);
     GActs *t = &kv->mlp;
     t->g = BF(N * I), t->u = BF(N * I), t->h = BF(N * I);
@@ -251,6 +254,12 @@ int cuda_model_extend_dev(CudaModel *g, CudaKvCache *kv, int nseq, const int *sl
                                cudaMemcpyDeviceToDevice, g->s));
         }
         xs = kv->last, rows = nseq;
+    }
+    if (!logits && rows > kv->logits_rows) { /* only as many rows as asked for: [tokens, V] can be GBs */
+        if (kv->logits) cudaFree(kv->logits);
+        kv->logits = NULL, kv->logits_rows = 0;
+        CU(cudaMalloc((void **)&kv->logits, sizeof(float) * (size_t)rows * V));
+        kv->logits_rows = rows;
     }
     return cuda_linear_fwd(g->blas, g->s, logits ? logits : kv->logits, CUDA_F32, xs, g->lm_head, rows, V, H, 0, err);
 }

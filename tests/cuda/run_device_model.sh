@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# run_device_model.sh: the whole model on a GPU machine (test_cuda_model: the training
-# forward against the CPU model). Unlike the ops (run_device.sh, a standalone build), it
+# run_device_model.sh: the whole model on a GPU machine: test_cuda_model (forward, backward
+# and decoding against the CPU model), test_cuda_train (AdamW on the device) and
+# test_cuda_grpo (rollouts and GRPO steps with device "cuda" against the CPU's). Unlike the ops (run_device.sh, a standalone build), it
 # needs the whole project and so its Debian libraries: fetch them here first with
 # tests/cuda/fetch_debs.sh and carry .debs/; they are unpacked into $SYSROOT, not into /.
 # Logs in $OUT (or ./cuda-logs). Usage: bash tests/cuda/run_device_model.sh
@@ -23,13 +24,15 @@ command -v ninja >/dev/null && gen=(-G Ninja)
 t0=$(date +%s)
 if cmake -S . -B "$B" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DGRPO_NATIVE=OFF \
      -DCURL_INCLUDE_DIR="$SYSROOT/usr/include/$arch" >"$OUT/model-build.log" 2>&1 &&
-   cmake --build "$B" -j"$(nproc)" --target test_cuda_model grpo >>"$OUT/model-build.log" 2>&1; then
+   cmake --build "$B" -j"$(nproc)" --target test_cuda_model test_cuda_train test_cuda_grpo grpo >>"$OUT/model-build.log" 2>&1; then
   echo "build: ok in $(( $(date +%s) - t0 )) s"
 else
   echo "build: FAILED (tail of model-build.log)"; tail -30 "$OUT/model-build.log"; exit 1
 fi
-timeout 300 "$B/tests/cuda/test_cuda_model" 2>&1 | tee "$OUT/model-test.log"
-echo "test_cuda_model: rc=${PIPESTATUS[0]}"
+for t in test_cuda_model test_cuda_train test_cuda_grpo; do
+  timeout 300 "$B/tests/cuda/$t" 2>&1 | tee "$OUT/$t.log"
+  echo "$t: rc=${PIPESTATUS[0]}"
+done
 if command -v compute-sanitizer >/dev/null; then
   timeout 300 compute-sanitizer --tool memcheck --error-exitcode 99 "$B/tests/cuda/test_cuda_model" >"$OUT/model-memcheck.log" 2>&1
   echo "memcheck test_cuda_model: rc=$? ($(grep -E '^========= ERROR SUMMARY' "$OUT/model-memcheck.log"))"
