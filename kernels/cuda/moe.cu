@@ -205,6 +205,67 @@ extern "C" int cuda_moe_combine(cudaStream_t s, cuda_bf16 *out, const cuda_bf16 
     return 0;
 }
 
+/* Warp w of block (e, y) owns output j = y*EXP_WARPS + w of expert e: the dot
+ * product of each of the expert's rows with weight row j, lanes striding over K. */
+#define EXP_WARPS 8
+
+__device__ __forceinline__ float row_dot(const bf16 *w, const bf16 *x, int K, int lane) {
+    float acc = 0.0f;
+    if ((K & 7) == 0 && (((uintptr_t)w | (uintptr_t)x) & 15) == 0) { /* 16-byte loads: 8 values */
+        const uint4 *w4 = (const uint4 *)w, *x4 = (const uint4 *)x;
+        for (int c = lane; c < K / 8; c += 32) {
+            uint4 a = w4[c], b = x4[c];
+            const unsigned aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
+            for (int q = 0; q < 4; q++) /* a word holds two bf16: the element of lower index in its low half */
+                acc += __uint_as_float(aw[q] << 16) * __uint_as_float(bw[q] << 16) +
+                       __uint_as_float(aw[q] & 0xffff0000u) * __uint_as_float(bw[q] & 0xffff0000u);
+        }
+    } else {
+        for (int d = lane; d < K; d += 32) acc += ld_bf16(w + d) * ld_bf16(x + d);
+    }
+    return warp_sum(acc);
+}
+
+__global__ void experts_gate_up_kernel(const bf16 *const *wg, const bf16 *const *wu, const int *start, const bf16 *xe,
+                                       int H, int I, bf16 *eh) {
+    const int e = blockIdx.x, lane = threadIdx.x & 31, j = blockIdx.y * EXP_WARPS + (threadIdx.x >> 5);
+    const int r0 = start[e], r1 = start[e + 1];
+    if (j >= I || r0 == r1) return;
+    const bf16 *g = wg[e] + (long)j * H, *u = wu[e] + (long)j * H;
+    for (int r = r0; r < r1; r++) {
+        const bf16 *x = xe + (long)r * H;
+        float gv = __bfloat162float(__float2bfloat16_rn(row_dot(g, x, H, lane)));
+        float uv = __bfloat162float(__float2bfloat16_rn(row_dot(u, x, H, lane)));
+        if (lane == 0) st_bf16(eh + (long)r * I + j, gv / (1.0f + expf(-gv)) * uv);
+    }
+}
+
+__global__ void experts_down_kernel(const bf16 *const *wd, const int *start, const bf16 *eh, int H, int I, bf16 *ey) {
+    const int e = blockIdx.x, lane = threadIdx.x & 31, j = blockIdx.y * EXP_WARPS + (threadIdx.x >> 5);
+    const int r0 = start[e], r1 = start[e + 1];
+    if (j >= H || r0 == r1) return;
+    const bf16 *w = wd[e] + (long)j * I;
+    for (int r = r0; r < r1; r++) {
+        float v = row_dot(w, eh + (long)r * I, I, lane);
+        if (lane == 0) st_bf16(ey + (long)r * H + j, v);
+    }
+}
+
+extern "C" int cuda_moe_experts_fwd(cudaStream_t s, const cuda_bf16 *const *wg, const cuda_bf16 *const *wu,
+                                    const cuda_bf16 *const *wd, const int *start, const cuda_bf16 *xe, int E, int H,
+                                    int I, cuda_bf16 *eh, cuda_bf16 *ey, Err *err) {
+    if (E <= 0 || H <= 0 || I <= 0 || E > 65535)
+        return err_set(err, ERR_INPUT, "cuda_moe_experts_fwd: bad shape E=%d H=%d I=%d", E, H, I);
+    dim3 gu(E, (I + EXP_WARPS - 1) / EXP_WARPS), dn(E, (H + EXP_WARPS - 1) / EXP_WARPS);
+    experts_gate_up_kernel<<<gu, 32 * EXP_WARPS, 0, s>>>((const bf16 *const *)wg, (const bf16 *const *)wu, start,
+                                                         (const bf16 *)xe, H, I, (bf16 *)eh);
+    CUDA_LAUNCHED("moe experts (gate, up)", err);
+    experts_down_kernel<<<dn, 32 * EXP_WARPS, 0, s>>>((const bf16 *const *)wd, start, (const bf16 *)eh, H, I,
+                                                      (bf16 *)ey);
+    CUDA_LAUNCHED("moe experts (down)", err);
+    return 0;
+}
+
 __global__ void combine_bwd_dye_kernel(bf16 *dye, const bf16 *dout, const float *topw, const int *perm, long total,
                                        int k, int H) {
     for (long t = blockIdx.x * (long)blockDim.x + threadIdx.x; t < total * H; t += (long)gridDim.x * blockDim.x) {

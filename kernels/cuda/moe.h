@@ -65,6 +65,20 @@ int cuda_moe_gather(cudaStream_t s, cuda_bf16 *xe, const cuda_bf16 *x, const int
 int cuda_moe_combine(cudaStream_t s, cuda_bf16 *out, const cuda_bf16 *ey, const float *topw, const int *where,
                      int N, int k, int H, int accumulate, Err *err);
 
+/* The routed experts' SwiGLU MLP with the experts' row counts read on the device
+ * (no host synchronisation, so a decode step can be captured in a CUDA graph): for
+ * each expert e and its rows r in start[e] .. start[e+1] of xe [N*k, H] (perm order),
+ *   eh[r] = bf16(silu(bf16(xe[r] . Wg[e]^T)) * bf16(xe[r] . Wu[e]^T))   [I]
+ *   ey[r] = bf16(eh[r] . Wd[e]^T)                                        [H]
+ * (the roundings of cuda_linear_fwd_grouped + cuda_swiglu_fwd; fp32 sums in another
+ * order). wg, wu [I, H] and wd [H, I] are DEVICE arrays of E device pointers. An
+ * expert without rows reads nothing; one with rows reads each weight row once and
+ * keeps it in cache for its other rows: what decoding needs (few rows per expert).
+ * Prefill and training use the grouped cuBLAS products. eh, ey: [start[E], I], [.., H]. */
+int cuda_moe_experts_fwd(cudaStream_t s, const cuda_bf16 *const *wg, const cuda_bf16 *const *wu,
+                         const cuda_bf16 *const *wd, const int *start, const cuda_bf16 *xe, int E, int H, int I,
+                         cuda_bf16 *eh, cuda_bf16 *ey, Err *err);
+
 /* Backward of combine: dye [N*k, H] (perm order) = topw[a] * dout[a / k] for
  * a = perm[i]; dw [N*k] = dout[n] . ey[where[n*k+j]] (d loss / d topw). */
 int cuda_moe_combine_bwd(cudaStream_t s, cuda_bf16 *dye, float *dw, const cuda_bf16 *dout, const cuda_bf16 *ey,

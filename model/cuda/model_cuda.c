@@ -40,7 +40,7 @@ static void layers_map(CudaModel *g, const Model *m) {
                       w16_of(g, m, w->kv_a_norm), w16_of(g, m, w->kv_b), w16_of(g, m, w->o),
                       w16_of(g, m, w->mlp_gate), w16_of(g, m, w->mlp_up), w16_of(g, m, w->mlp_down),
                       w16_of(g, m, w->router), w16_of(g, m, w->sh_gate), w16_of(g, m, w->sh_up),
-                      w16_of(g, m, w->sh_down), NULL, NULL, NULL, NULL, config_layer_is_moe(&g->cfg, l)};
+                      w16_of(g, m, w->sh_down), NULL, NULL, NULL, NULL, config_layer_is_moe(&g->cfg, l), NULL, NULL, NULL};
         if (w->router_bias) d->router_bias = g->master + (w->router_bias - m->params);
         if (d->moe) {
             d->exp_gate = experts_of(g, m, w->exp_gate, E);
@@ -51,6 +51,28 @@ static void layers_map(CudaModel *g, const Model *m) {
     g->embed = w16_of(g, m, m->embed);
     g->final_norm = w16_of(g, m, m->final_norm);
     g->lm_head = w16_of(g, m, m->lm_head);
+}
+
+/* The experts' device pointers copied to the device, for kernels that pick the expert. */
+static int experts_upload(CudaModel *g, Err *err) {
+    const int L = g->cfg.num_hidden_layers, E = g->cfg.n_routed_experts;
+    int nmoe = 0;
+    for (int l = 0; l < L; l++) nmoe += g->layers[l].moe;
+    if (!nmoe || E <= 0) return 0;
+    W *h = xmalloc(sizeof(W) * 3 * E * nmoe);
+    CU(cudaMalloc((void **)&g->dexp, sizeof(W) * 3 * E * nmoe));
+    for (int l = 0, i = 0; l < L; l++) {
+        GLayer *d = &g->layers[l];
+        if (!d->moe) continue;
+        memcpy(h + (i + 0) * E, d->exp_gate, sizeof(W) * E), d->dexp_gate = g->dexp + (i + 0) * E;
+        memcpy(h + (i + 1) * E, d->exp_up, sizeof(W) * E), d->dexp_up = g->dexp + (i + 1) * E;
+        memcpy(h + (i + 2) * E, d->exp_down, sizeof(W) * E), d->dexp_down = g->dexp + (i + 2) * E;
+        i += 3;
+    }
+    cudaError_t e = cudaMemcpy(g->dexp, h, sizeof(W) * 3 * E * nmoe, cudaMemcpyHostToDevice);
+    free(h);
+    CU(e);
+    return 0;
 }
 
 int cuda_model_upload_span(CudaModel *g, const Model *m, size_t offset, size_t n, Err *err) {
@@ -100,6 +122,10 @@ CudaModel *cuda_model_new(const Model *m, Err *err) {
         return NULL;
     }
     layers_map(g, m);
+    if (experts_upload(g, err) < 0) {
+        cuda_model_free(g);
+        return NULL;
+    }
     g->inv_freq = xmalloc(sizeof(float) * (size_t)(g->cfg.qk_rope_head_dim / 2 + 1));
     memcpy(g->inv_freq, m->rope_inv_freq, sizeof(float) * (size_t)(g->cfg.qk_rope_head_dim / 2));
     return g;
@@ -123,6 +149,7 @@ void cuda_model_free(CudaModel *g) {
     free(g->layers);
     free(g->inv_freq);
     if (g->blas) cuda_blas_free(g->blas);
+    if (g->dexp) cudaFree(g->dexp);
     if (g->w16) cudaFree(g->w16);
     if (g->master) cudaFree(g->master);
     if (g->grads) cudaFree(g->grads);
@@ -241,7 +268,8 @@ CudaRouterCfg cuda_model_router_cfg(const ModelConfig *c) {
 
 /* The MoE block of layer l over rows xn, as mlp_fwd: out (already holding the residual)
  * += routed experts (weighted, fp32 sum) + shared experts; t holds the MLP buffers. */
-int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cuda_bf16 *out, int *load, Err *err) {
+int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cuda_bf16 *out, int *load, int on_device,
+                   Err *err) {
     const ModelConfig *c = &g->cfg;
     const GLayer *w = &g->layers[l];
     const int H = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
@@ -250,6 +278,15 @@ int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cu
     TRY(cuda_linear_fwd(g->blas, s, t->logits, CUDA_F32, xn, w->router, N, E, H, 0, err));
     TRY(cuda_moe_route(s, &rc, t->logits, w->router_bias, N, t->scores, t->topk, t->topw, t->topsum, err));
     TRY(cuda_moe_permute(s, t->topk, N, k, E, t->count, t->start, t->perm, t->where, err));
+    if (on_device) {
+        TRY(cuda_moe_gather(s, t->xe, xn, t->perm, N, k, H, err));
+        TRY(cuda_moe_experts_fwd(s, w->dexp_gate, w->dexp_up, w->dexp_down, t->start, t->xe, E, H, Ie, t->eh, t->ey, err));
+        TRY(cuda_moe_combine(s, out, t->ey, t->topw, t->where, N, k, H, 1, err));
+        if (c->n_shared_experts > 0)
+            TRY(cuda_model_swiglu(g, out, 1, xn, w->sh_gate, w->sh_up, w->sh_down, t->g, t->u, t->h, N,
+                                  Ie * c->n_shared_experts, err));
+        return 0;
+    }
     CU(cudaMemcpyAsync(t->hcount, t->count, sizeof(int) * E, cudaMemcpyDeviceToHost, s));
     CU(cudaMemcpyAsync(t->hstart, t->start, sizeof(int) * (E + 1), cudaMemcpyDeviceToHost, s));
     CU(cudaStreamSynchronize(s));  // the grouped products loop over experts on the host
@@ -277,7 +314,7 @@ static int layer_fwd(CudaModel *g, int l, const Batch *b, cuda_bf16 *out, int *l
     TRY(attn_fwd(g, l, b, err));
     TRY(cuda_rmsnorm_fwd(g->s, t->xn2, t->rstd2, t->xm, w->post_norm, N, H, H, H, c->rms_norm_eps, err));
     CU(cudaMemcpyAsync(out, t->xm, sizeof(cuda_bf16) * (size_t)N * H, cudaMemcpyDeviceToDevice, g->s));
-    if (w->moe) return cuda_model_moe(g, l, t, t->xn2, N, out, load, err);
+    if (w->moe) return cuda_model_moe(g, l, t, t->xn2, N, out, load, 0, err);
     return cuda_model_swiglu(g, out, 1, t->xn2, w->mlp_gate, w->mlp_up, w->mlp_down, t->g, t->u, t->h, N,
                       c->intermediate_size, err);
 }

@@ -193,7 +193,9 @@ static int dec_layer(CudaModel *g, CudaKvCache *kv, int l, int N, int max_len, i
     TRY(cuda_linear_fwd(bl, s, kv->x, CUDA_BF16, kv->att, w->o, N, H, nh * dv, 1, err));
     TRY(cuda_rmsnorm_fwd(s, kv->xn, NULL, kv->x, w->post_norm, N, H, H, H, c->rms_norm_eps, err));
     GActs *t = &kv->mlp;
-    if (w->moe) return cuda_model_moe(g, l, t, kv->xn, N, kv->x, load, err);
+    /* few rows per expert and no router load wanted: counts stay on the device, no synchronisation */
+    const int on_device = !load && (long)N * c->num_experts_per_tok <= 64L * c->n_routed_experts;
+    if (w->moe) return cuda_model_moe(g, l, t, kv->xn, N, kv->x, load, on_device, err);
     return cuda_model_swiglu(g, kv->x, 1, kv->xn, w->mlp_gate, w->mlp_up, w->mlp_down, t->g, t->u, t->h, N,
                              c->intermediate_size, err);
 }

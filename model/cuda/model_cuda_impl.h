@@ -26,6 +26,7 @@ typedef struct GLayer {
     const float *router_bias; /* [E] in the fp32 master copy */
     W *exp_gate, *exp_up, *exp_down; /* HOST arrays of E device pointers (cuda_linear_*_grouped) */
     int moe;
+    const W *dexp_gate, *dexp_up, *dexp_down; /* the same arrays on the device (cuda_moe_experts_fwd) */
 } GLayer;
 
 /* One layer's saved activations for N tokens (device unless marked host). */
@@ -73,6 +74,7 @@ struct CudaModel {
     cuda_bf16 *w16;     /* [numel] compute copy, Model.params' offsets */
     float *master;      /* [numel] fp32 */
     W embed, final_norm, lm_head;
+    W *dexp;            /* device [L_moe * 3 * E] expert pointers, GLayer.dexp_* point into it */
     GLayer *layers;     /* [L] */
     float *inv_freq;    /* host [d_r/2] */
     /* activations for up to capN tokens, one device allocation */
@@ -97,7 +99,10 @@ struct CudaModel {
 /* Blocks model_cuda.c runs for the forward and the decoder (model_cuda_decode.c). */
 int cuda_model_swiglu(CudaModel *g, cuda_bf16 *out, int accumulate, const cuda_bf16 *x, W gate, W up, W down,
                       cuda_bf16 *gb, cuda_bf16 *ub, cuda_bf16 *hb, int N, int I, Err *err);
-int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cuda_bf16 *out, int *load, Err *err);
+/* on_device: the experts' row counts stay on the device (cuda_moe_experts_fwd; no
+ * synchronisation, no counts on the host for a backward, load must be NULL): decode steps. */
+int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cuda_bf16 *out, int *load, int on_device,
+                   Err *err);
 
 /* Bump allocation in one device block: lay out once with base NULL to measure, then
  * again over a block of the measured size (cuda_model_carve, model_cuda.c). */

@@ -137,6 +137,15 @@ static void check_case(CudaBlas *bl, const Case *t) {
     CHECK(exe == 0.0, "E=%d: gathered expert inputs must be exact copies (nmse %.3g)", E, exe);
     CHECK(eey < NMSE_BF16_CHAIN, "E=%d: expert outputs nmse %.3g", E, eey);
     CHECK(eout < NMSE_BF16_CHAIN, "E=%d N=%d H=%d: block output nmse %.3g", E, N, H, eout);
+    /* the decoder's path: the same products with the row counts read on the device */
+    const cuda_bf16 **d_W = dev_upload(Wg, sizeof(void *) * E);
+    const cuda_bf16 **d_Wu = dev_upload(Wu, sizeof(void *) * E), **d_Wd = dev_upload(Wd, sizeof(void *) * E);
+    cuda_bf16 *d_h2 = dev_alloc(2L * NK * Ie), *d_ey2 = dev_alloc(2L * NK * H);
+    OK(cuda_moe_experts_fwd(0, d_W, d_Wu, d_Wd, d_start, d_xe, E, H, Ie, d_h2, d_ey2, &err));
+    dev_sync("moe experts (device counts)");
+    double eey2 = nmse_dev_bf16(d_ey2, f.ey, (long)NK * H);
+    CHECK(eey2 < NMSE_BF16_CHAIN, "E=%d H=%d: expert outputs with device counts nmse %.3g", E, H, eey2);
+    cudaFree(d_W), cudaFree(d_Wu), cudaFree(d_Wd), cudaFree(d_h2), cudaFree(d_ey2);
 
     /* backward */
     cuda_bf16 *d_dye = dev_alloc(2L * NK * H), *d_dh = dev_alloc(2L * NK * Ie), *d_dg = dev_alloc(2L * NK * Ie);
@@ -175,8 +184,8 @@ static void check_case(CudaBlas *bl, const Case *t) {
     CHECK(egr < NMSE_BF16_CHAIN, "E=%d: router weight grad nmse %.3g", E, egr);
     CHECK(egx < NMSE_BF16_CHAIN, "E=%d: expert weight grads nmse %.3g", E, egx);
     CHECK(egs < NMSE_BF16_CHAIN, "E=%d: shared expert weight grads nmse %.3g", E, egs);
-    printf("moe E=%2d k=%d N=%3d shared=%d: nmse out %.2e dx %.2e dlogit %.2e dW router %.2e experts %.2e shared %.2e\n",
-           E, k, N, t->shared, eout, edx, edl, egr, egx, egs);
+    printf("moe E=%2d k=%d N=%3d H=%3d shared=%d: nmse out %.2e (device-count experts %.2e) dx %.2e dlogit %.2e dW router %.2e experts %.2e shared %.2e\n",
+           E, k, N, H, t->shared, eout, eey2, edx, edl, egr, egx, egs);
 
     void *frees[] = {d_logits, d_bias, d_scores, d_topw, d_topsum, d_topk, d_count, d_start, d_perm, d_where, d_P,
                      d_x, d_dout, d_xe, d_g, d_u, d_h, d_ey, d_out, d_G, d_dye, d_dh, d_dg, d_du, d_dxe, d_dxn,
@@ -198,6 +207,7 @@ int main(void) {
         {64, 32, 16, 6, 2, 1, 1, CUDA_TOPK_GREEDY, CUDA_SCORE_SOFTMAX, 0, 0, 0, 1.0f},
         {200, 128, 64, 64, 6, 8, 3, CUDA_TOPK_NOAUX_TC, CUDA_SCORE_SIGMOID, 1, 1, 1, 2.5f},
         {5, 40, 8, 4, 4, 1, 1, CUDA_TOPK_GREEDY, CUDA_SCORE_SIGMOID, 1, 0, 0, 1.5f}, /* k = E */
+        {2, 36, 12, 16, 2, 1, 1, CUDA_TOPK_GREEDY, CUDA_SCORE_SIGMOID, 0, 0, 0, 1.0f}, /* empty experts, H % 8 != 0 */
     };
     for (unsigned i = 0; i < sizeof cases / sizeof *cases; i++)
         if (!test_quick() || cases[i].N < 100) check_case(bl, &cases[i]);
