@@ -182,53 +182,97 @@ __device__ static void softmax_tile(const float *S, int ls, bf16 *P, int lp, flo
 }
 
 // ---------------------------------------------------------------------------
-// Training / prefill: forward.
+// Training / prefill: the work items. A padded batch [B, T] is B root
+// segments of T tokens; a packed one lists its segments (CudaAttnSeg) and the
+// launcher lists the tiles (segment, first row) in device tables.
 
 struct AttnArgs {
     const bf16 *q, *k, *v, *o, *dout; // inputs (o, dout: backward only)
     bf16 *out;                        // forward output O
-    float *lse;                       // forward output [B*T, nh]
-    const float *lse_in, *D;          // backward inputs [B*T, nh]
+    float *lse;                       // forward output [rows, nh]
+    const float *lse_in, *D;          // backward inputs [rows, nh]
     void *dq, *dk, *dv;               // backward outputs, fp32 (f32) or bf16
     int f32;
     long q_ld, q_hs, k_ld, k_hs, v_ld, v_hs, o_ld, o_hs;
-    int T, nh, dqk, dv_dim;
+    int T, nh, dqk, dv_dim;           // T: padded row length (no segment table)
+    int B, ntile;                     // padded: rows, and tiles per row of the kernel's tile size
+    const int *seg;                   // packed: [nseg, 3] start, len, prefix; NULL = padded
+    const int *tiles;                 // packed: [grid.y, 2] segment, first row of the block's tile
+    const int *child, *child_start;   // packed: segments naming s as prefix, child[child_start[s] ..]
     float scale;
     Geo g;
 };
 
-// grid (B*nh, query tiles), the longest (last) query tiles first.
+struct Seg { long start, pstart; int len, plen; }; // rows of the segment and of its prefix (plen 0: none)
+
+__device__ static Seg seg_get(const AttnArgs &a, int s) {
+    Seg r;
+    if (!a.seg) {
+        r.start = (long)s * a.T, r.len = a.T, r.pstart = 0, r.plen = 0;
+        return r;
+    }
+    const int p = a.seg[3 * s + 2];
+    r.start = a.seg[3 * s], r.len = a.seg[3 * s + 1];
+    r.pstart = p >= 0 ? a.seg[3 * p] : 0, r.plen = p >= 0 ? a.seg[3 * p + 1] : 0;
+    return r;
+}
+
+// The block's tile: segment *s, first row *x0 (rows of `rows`). Padded grids
+// put the last tiles of each row first (the longest, causally) when `last_first`.
+__device__ static void tile_get(const AttnArgs &a, int rows, bool last_first, int *s, int *x0) {
+    const int y = blockIdx.y;
+    if (a.tiles) {
+        *s = a.tiles[2 * y], *x0 = a.tiles[2 * y + 1];
+        return;
+    }
+    const int t = y / a.B;
+    *s = y % a.B, *x0 = (last_first ? a.ntile - 1 - t : t) * rows;
+}
+
+#define NO_MASK (1 << 30) // diag for keys that every query sees (a prefix)
+
+// One pass of the online softmax over keys [0, klen) at rows kbase.., the
+// causal mask diag (q0 - k0 + 1 relative to each key tile) or NO_MASK.
+__device__ static void fwd_keys(const AttnArgs &a, const Smem &sm, const Geo &g, int h, long kbase, int klen, int q0,
+                                bool causal) {
+    for (int k0 = 0; k0 < klen; k0 += g.Bc) {
+        const int kn = min(g.Bc, klen - k0);
+        __syncthreads(); // the previous tile's P.V has finished with K, V and P
+        tile_load(sm.k, g.lk, a.k + (kbase + k0) * a.k_ld + h * a.k_hs, a.k_ld, g.Bc, kn, a.dqk, g.dkp);
+        tile_load(sm.v, g.lv, a.v + (kbase + k0) * a.v_ld + h * a.v_hs, a.v_ld, g.Bc, kn, a.dv_dim, g.dvp);
+        __syncthreads();
+        mma_tiles<wmma::row_major, wmma::col_major>(sm.s, g.ls, sm.q, g.lk, sm.k, g.lk, g.Br, g.Bc, g.dkp, false);
+        __syncthreads();
+        softmax_tile(sm.s, g.ls, sm.p, g.lp, sm.acc_v, g.lvf, g.dvp, sm.m, sm.l, g.Br, g.Bc, a.scale, kn,
+                     causal ? q0 - k0 + 1 : NO_MASK);
+        __syncthreads();
+        mma_tiles<wmma::row_major, wmma::row_major>(sm.acc_v, g.lvf, sm.p, g.lp, sm.v, g.lv, g.Br, g.dvp, g.Bc, true);
+    }
+}
+
+// grid (nh, query tiles): the prefix's keys (all seen), then the segment's own (causal).
 static __global__ void __launch_bounds__(ATTN_THREADS) attn_fwd_kernel(AttnArgs a) {
     extern __shared__ __align__(128) unsigned char smem[];
     Smem sm;
     const Geo g = a.g;
     smem_carve(SM_FWD, g, (uintptr_t)smem, &sm);
-    const int b = blockIdx.x / a.nh, h = blockIdx.x % a.nh;
-    const int q0 = (gridDim.y - 1 - blockIdx.y) * g.Br, qn = min(g.Br, a.T - q0);
-    const long n0 = (long)b * a.T; // token row of (b, 0)
-    tile_load(sm.q, g.lk, a.q + (n0 + q0) * a.q_ld + h * a.q_hs, a.q_ld, g.Br, qn, a.dqk, g.dkp);
+    const int h = blockIdx.x;
+    int si, q0;
+    tile_get(a, g.Br, true, &si, &q0);
+    const Seg sg = seg_get(a, si);
+    const int qn = min(g.Br, sg.len - q0);
+    const long n0 = sg.start + q0; // token row of the tile's first query
+    tile_load(sm.q, g.lk, a.q + n0 * a.q_ld + h * a.q_hs, a.q_ld, g.Br, qn, a.dqk, g.dkp);
     for (int i = threadIdx.x; i < g.Br * g.lvf; i += blockDim.x) sm.acc_v[i] = 0.0f;
     for (int r = threadIdx.x; r < g.Br; r += blockDim.x) sm.m[r] = -INFINITY, sm.l[r] = 0.0f;
-    const int kend = min(a.T, q0 + g.Br); // causal: keys past the tile's last query are never seen
-    for (int k0 = 0; k0 < kend; k0 += g.Bc) {
-        const int kn = min(g.Bc, a.T - k0);
-        __syncthreads(); // the previous tile's P.V has finished with K, V and P
-        tile_load(sm.k, g.lk, a.k + (n0 + k0) * a.k_ld + h * a.k_hs, a.k_ld, g.Bc, kn, a.dqk, g.dkp);
-        tile_load(sm.v, g.lv, a.v + (n0 + k0) * a.v_ld + h * a.v_hs, a.v_ld, g.Bc, kn, a.dv_dim, g.dvp);
-        __syncthreads();
-        mma_tiles<wmma::row_major, wmma::col_major>(sm.s, g.ls, sm.q, g.lk, sm.k, g.lk, g.Br, g.Bc, g.dkp, false);
-        __syncthreads();
-        softmax_tile(sm.s, g.ls, sm.p, g.lp, sm.acc_v, g.lvf, g.dvp, sm.m, sm.l, g.Br, g.Bc, a.scale, kn,
-                     q0 - k0 + 1);
-        __syncthreads();
-        mma_tiles<wmma::row_major, wmma::row_major>(sm.acc_v, g.lvf, sm.p, g.lp, sm.v, g.lv, g.Br, g.dvp, g.Bc, true);
-    }
+    fwd_keys(a, sm, g, h, sg.pstart, sg.plen, q0, false);
+    fwd_keys(a, sm, g, h, sg.start, min(sg.len, q0 + g.Br), q0, true); // keys past the last query are never seen
     __syncthreads();
     for (int i = threadIdx.x; i < qn * a.dv_dim; i += blockDim.x) {
         int r = i / a.dv_dim, j = i - r * a.dv_dim;
-        st_bf16(a.out + (n0 + q0 + r) * a.o_ld + h * a.o_hs + j, sm.acc_v[r * g.lvf + j] / sm.l[r]);
+        st_bf16(a.out + (n0 + r) * a.o_ld + h * a.o_hs + j, sm.acc_v[r * g.lvf + j] / sm.l[r]);
     }
-    for (int r = threadIdx.x; r < qn; r += blockDim.x) a.lse[(n0 + q0 + r) * a.nh + h] = sm.m[r] + logf(sm.l[r]);
+    for (int r = threadIdx.x; r < qn; r += blockDim.x) a.lse[(n0 + r) * a.nh + h] = sm.m[r] + logf(sm.l[r]);
 }
 
 // ---------------------------------------------------------------------------
@@ -250,35 +294,33 @@ static __global__ void attn_bwd_dot_kernel(float *D, const bf16 *o, const bf16 *
     }
 }
 
-// Loads query tile q0 of (b, h): Q, dO, and lse, D per row (0 past T).
-__device__ static void bwd_load_queries(const AttnArgs &a, const Smem &sm, long n0, int h, int q0) {
+// Loads qn query rows from token row n0 of head h: Q, dO, and lse, D per row (0 past qn).
+__device__ static void bwd_load_queries(const AttnArgs &a, const Smem &sm, long n0, int qn, int h) {
     const Geo &g = a.g;
-    const int qn = min(g.Br, a.T - q0);
-    tile_load(sm.q, g.lk, a.q + (n0 + q0) * a.q_ld + h * a.q_hs, a.q_ld, g.Br, qn, a.dqk, g.dkp);
-    tile_load(sm.dout, g.lv, a.dout + (n0 + q0) * a.o_ld + h * a.o_hs, a.o_ld, g.Br, qn, a.dv_dim, g.dvp);
+    tile_load(sm.q, g.lk, a.q + n0 * a.q_ld + h * a.q_hs, a.q_ld, g.Br, qn, a.dqk, g.dkp);
+    tile_load(sm.dout, g.lv, a.dout + n0 * a.o_ld + h * a.o_hs, a.o_ld, g.Br, qn, a.dv_dim, g.dvp);
     for (int r = threadIdx.x; r < g.Br; r += blockDim.x) {
-        long i = (n0 + q0 + r) * a.nh + h;
+        long i = (n0 + r) * a.nh + h;
         sm.m[r] = r < qn ? a.lse_in[i] : 0.0f;
         sm.l[r] = r < qn ? a.D[i] : 0.0f;
     }
 }
 
-// Loads key tile k0 of (b, h): K and V.
-__device__ static void bwd_load_keys(const AttnArgs &a, const Smem &sm, long n0, int h, int k0) {
+// Loads kn key rows from token row n0 of head h: K and V.
+__device__ static void bwd_load_keys(const AttnArgs &a, const Smem &sm, long n0, int kn, int h) {
     const Geo &g = a.g;
-    const int kn = min(g.Bc, a.T - k0);
-    tile_load(sm.k, g.lk, a.k + (n0 + k0) * a.k_ld + h * a.k_hs, a.k_ld, g.Bc, kn, a.dqk, g.dkp);
-    tile_load(sm.v, g.lv, a.v + (n0 + k0) * a.v_ld + h * a.v_hs, a.v_ld, g.Bc, kn, a.dv_dim, g.dvp);
+    tile_load(sm.k, g.lk, a.k + n0 * a.k_ld + h * a.k_hs, a.k_ld, g.Bc, kn, a.dqk, g.dkp);
+    tile_load(sm.v, g.lv, a.v + n0 * a.v_ld + h * a.v_hs, a.v_ld, g.Bc, kn, a.dv_dim, g.dvp);
 }
 
-// With S = Q K^T and dP = dO V^T of (query tile q0, key tile k0) in shared
-// memory: P = exp(scale*S - lse) (causal, 0 past T) and
-// dS = P * (dP - D) * scale, as attn_core_bwd_padded; P kept only if want_p.
-__device__ static void bwd_probs(const Smem &sm, const Geo &g, int T, int q0, int k0, float scale, bool want_p) {
+// With S = Q K^T and dP = dO V^T of the loaded tiles in shared memory:
+// P = exp(scale*S - lse) where query r < qn sees key c (c < kn and c < diag + r)
+// and 0 elsewhere, dS = P * (dP - D) * scale, as attn_core_bwd_padded; P kept only if want_p.
+__device__ static void bwd_probs(const Smem &sm, const Geo &g, int qn, int kn, int diag, float scale, bool want_p) {
     for (int i = threadIdx.x; i < g.Br * g.Bc; i += blockDim.x) {
-        const int r = i / g.Bc, c = i - r * g.Bc, qi = q0 + r, kj = k0 + c;
+        const int r = i / g.Bc, c = i - r * g.Bc;
         float p = 0.0f;
-        if (qi < T && kj <= qi) p = expf(sm.s[r * g.ls + c] * scale - sm.m[r]);
+        if (r < qn && c < kn && c < diag + r) p = expf(sm.s[r * g.ls + c] * scale - sm.m[r]);
         if (want_p) sm.p[r * g.lp + c] = __float2bfloat16_rn(p);
         sm.ds[r * g.lp + c] = __float2bfloat16_rn(p * (sm.dp[r * g.ls + c] - sm.l[r]) * scale);
     }
@@ -290,66 +332,89 @@ __device__ static void bwd_scores(const Smem &sm, const Geo &g) {
     mma_tiles<wmma::row_major, wmma::col_major>(sm.dp, g.ls, sm.dout, g.lv, sm.v, g.lv, g.Br, g.Bc, g.dvp, false);
 }
 
-// dK and dV of one key tile: grid (B*nh, key tiles), one block sums over all
-// the query tiles that see its keys (so no atomics). The first key tiles
-// have the most query tiles, and blocks start in grid order.
-static __global__ void __launch_bounds__(ATTN_THREADS) attn_bwd_kv_kernel(AttnArgs a) {
-    extern __shared__ __align__(128) unsigned char smem[];
-    Smem sm;
-    const Geo g = a.g;
-    smem_carve(SM_BWD_KV, g, (uintptr_t)smem, &sm);
-    const int b = blockIdx.x / a.nh, h = blockIdx.x % a.nh, k0 = blockIdx.y * g.Bc, kn = min(g.Bc, a.T - k0);
-    const long n0 = (long)b * a.T;
-    bwd_load_keys(a, sm, n0, h, k0);
-    for (int i = threadIdx.x; i < g.Bc * g.lkf; i += blockDim.x) sm.acc_k[i] = 0.0f;
-    for (int i = threadIdx.x; i < g.Bc * g.lvf; i += blockDim.x) sm.acc_v[i] = 0.0f;
-    for (int q0 = k0 / g.Br * g.Br; q0 < a.T; q0 += g.Br) { // queries before k0 see none of these keys
+// dV += P^T dO and dK += dS^T Q over the query tiles of rows [qbase + q_from, qbase + qlen)
+// seeing the loaded key tile (key k0 of its segment: causal, or NO_MASK for a prefix's keys).
+__device__ static void bwd_kv_queries(const AttnArgs &a, const Smem &sm, const Geo &g, int h, long qbase, int q_from,
+                                      int qlen, int k0, int kn, bool causal) {
+    for (int q0 = q_from; q0 < qlen; q0 += g.Br) {
         __syncthreads(); // the previous query tile's products are done
-        bwd_load_queries(a, sm, n0, h, q0);
+        bwd_load_queries(a, sm, qbase + q0, min(g.Br, qlen - q0), h);
         __syncthreads();
         bwd_scores(sm, g);
         __syncthreads();
-        bwd_probs(sm, g, a.T, q0, k0, a.scale, true);
+        bwd_probs(sm, g, min(g.Br, qlen - q0), kn, causal ? q0 - k0 + 1 : NO_MASK, a.scale, true);
         __syncthreads();
-        // dV += P^T dO ; dK += dS^T Q
         mma_tiles<wmma::col_major, wmma::row_major>(sm.acc_v, g.lvf, sm.p, g.lp, sm.dout, g.lv, g.Bc, g.dvp, g.Br,
                                                     true);
         mma_tiles<wmma::col_major, wmma::row_major>(sm.acc_k, g.lkf, sm.ds, g.lp, sm.q, g.lk, g.Bc, g.dkp, g.Br,
                                                     true);
     }
-    __syncthreads();
-    const size_t es = a.f32 ? sizeof(float) : sizeof(bf16);
-    tile_store((char *)a.dk + ((n0 + k0) * a.k_ld + h * a.k_hs) * es, a.f32, a.k_ld, sm.acc_k, g.lkf, kn, a.dqk);
-    tile_store((char *)a.dv + ((n0 + k0) * a.v_ld + h * a.v_hs) * es, a.f32, a.v_ld, sm.acc_v, g.lvf, kn, a.dv_dim);
 }
 
-// dQ of one query tile: grid (B*nh, query tiles), longest first; recomputes
+// dK and dV of one key tile: grid (nh, key tiles), one block sums over every
+// query tile that sees its keys (so no atomics), in a fixed order: the
+// segment's own queries (causal), then each segment naming it as prefix.
+static __global__ void __launch_bounds__(ATTN_THREADS) attn_bwd_kv_kernel(AttnArgs a) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    Smem sm;
+    const Geo g = a.g;
+    smem_carve(SM_BWD_KV, g, (uintptr_t)smem, &sm);
+    const int h = blockIdx.x;
+    int si, k0;
+    tile_get(a, g.Bc, false, &si, &k0);
+    const Seg sg = seg_get(a, si);
+    const int kn = min(g.Bc, sg.len - k0);
+    bwd_load_keys(a, sm, sg.start + k0, kn, h);
+    for (int i = threadIdx.x; i < g.Bc * g.lkf; i += blockDim.x) sm.acc_k[i] = 0.0f;
+    for (int i = threadIdx.x; i < g.Bc * g.lvf; i += blockDim.x) sm.acc_v[i] = 0.0f;
+    bwd_kv_queries(a, sm, g, h, sg.start, k0 / g.Br * g.Br, sg.len, k0, kn, true); // queries before k0 see none
+    for (int c = a.child ? a.child_start[si] : 0; a.child && c < a.child_start[si + 1]; c++) {
+        const Seg ch = seg_get(a, a.child[c]);
+        bwd_kv_queries(a, sm, g, h, ch.start, 0, ch.len, k0, kn, false);
+    }
+    __syncthreads();
+    const size_t es = a.f32 ? sizeof(float) : sizeof(bf16);
+    const long n0 = sg.start + k0;
+    tile_store((char *)a.dk + (n0 * a.k_ld + h * a.k_hs) * es, a.f32, a.k_ld, sm.acc_k, g.lkf, kn, a.dqk);
+    tile_store((char *)a.dv + (n0 * a.v_ld + h * a.v_hs) * es, a.f32, a.v_ld, sm.acc_v, g.lvf, kn, a.dv_dim);
+}
+
+// dQ += dS K over key rows [kbase, kbase + klen) for the loaded query tile.
+__device__ static void bwd_q_keys(const AttnArgs &a, const Smem &sm, const Geo &g, int h, long kbase, int klen, int q0,
+                                  int qn, bool causal) {
+    for (int k0 = 0; k0 < klen; k0 += g.Bc) {
+        const int kn = min(g.Bc, klen - k0);
+        __syncthreads();
+        bwd_load_keys(a, sm, kbase + k0, kn, h);
+        __syncthreads();
+        bwd_scores(sm, g);
+        __syncthreads();
+        bwd_probs(sm, g, qn, kn, causal ? q0 - k0 + 1 : NO_MASK, a.scale, false);
+        __syncthreads();
+        mma_tiles<wmma::row_major, wmma::row_major>(sm.acc_k, g.lkf, sm.ds, g.lp, sm.k, g.lk, g.Br, g.dkp, g.Bc, true);
+    }
+}
+
+// dQ of one query tile: grid (nh, query tiles), longest first; recomputes
 // S and dP per key tile (the price of no atomics).
 static __global__ void __launch_bounds__(ATTN_THREADS) attn_bwd_q_kernel(AttnArgs a) {
     extern __shared__ __align__(128) unsigned char smem[];
     Smem sm;
     const Geo g = a.g;
     smem_carve(SM_BWD_Q, g, (uintptr_t)smem, &sm);
-    const int b = blockIdx.x / a.nh, h = blockIdx.x % a.nh;
-    const int q0 = (gridDim.y - 1 - blockIdx.y) * g.Br, qn = min(g.Br, a.T - q0);
-    const long n0 = (long)b * a.T;
-    bwd_load_queries(a, sm, n0, h, q0);
+    const int h = blockIdx.x;
+    int si, q0;
+    tile_get(a, g.Br, true, &si, &q0);
+    const Seg sg = seg_get(a, si);
+    const int qn = min(g.Br, sg.len - q0);
+    bwd_load_queries(a, sm, sg.start + q0, qn, h);
     for (int i = threadIdx.x; i < g.Br * g.lkf; i += blockDim.x) sm.acc_k[i] = 0.0f;
-    const int kend = min(a.T, q0 + g.Br);
-    for (int k0 = 0; k0 < kend; k0 += g.Bc) {
-        __syncthreads();
-        bwd_load_keys(a, sm, n0, h, k0);
-        __syncthreads();
-        bwd_scores(sm, g);
-        __syncthreads();
-        bwd_probs(sm, g, a.T, q0, k0, a.scale, false);
-        __syncthreads();
-        // dQ += dS K
-        mma_tiles<wmma::row_major, wmma::row_major>(sm.acc_k, g.lkf, sm.ds, g.lp, sm.k, g.lk, g.Br, g.dkp, g.Bc, true);
-    }
+    bwd_q_keys(a, sm, g, h, sg.pstart, sg.plen, q0, qn, false);
+    bwd_q_keys(a, sm, g, h, sg.start, min(sg.len, q0 + g.Br), q0, qn, true);
     __syncthreads();
     const size_t es = a.f32 ? sizeof(float) : sizeof(bf16);
-    tile_store((char *)a.dq + ((n0 + q0) * a.q_ld + h * a.q_hs) * es, a.f32, a.q_ld, sm.acc_k, g.lkf, qn, a.dqk);
+    const long n0 = sg.start + q0;
+    tile_store((char *)a.dq + (n0 * a.q_ld + h * a.q_hs) * es, a.f32, a.q_ld, sm.acc_k, g.lkf, qn, a.dqk);
 }
 
 // ---------------------------------------------------------------------------
@@ -491,6 +556,7 @@ static AttnArgs attn_args(const CudaAttnLayout *L, float scale, const Geo &g) {
     a.q_ld = L->q_ld, a.q_hs = L->q_hs, a.k_ld = L->k_ld, a.k_hs = L->k_hs;
     a.v_ld = L->v_ld, a.v_hs = L->v_hs, a.o_ld = L->o_ld, a.o_hs = L->o_hs;
     a.T = L->T, a.nh = L->nh, a.dqk = L->dqk, a.dv_dim = L->dv, a.scale = scale, a.g = g;
+    a.B = L->B, a.ntile = (L->T + g.Br - 1) / g.Br; // padded query tiles per row (key tiles: set by the caller)
     return a;
 }
 
@@ -505,57 +571,197 @@ static int attn_prepare(K kernel, SmemKind kind, int dk, int dv, int max_rows, c
     return 0;
 }
 
-extern "C" int cuda_attn_fwd(cudaStream_t s, const CudaAttnLayout *L, float scale, const cuda_bf16 *q,
-                             const cuda_bf16 *k, const cuda_bf16 *v, cuda_bf16 *o, float *lse, Err *err) {
+// ---- packed batches: the work tables, built on the host per call ----
+
+// Device scratch of a packed call: the segment table, the prefix -> segments
+// lists, two tile tables (at most ntok/16 + nseg tiles each), and D [ntok, nh].
+static size_t packed_table_ints(int ntok, int nseg) { return 5L * nseg + 1 + 4L * (ntok / 16 + nseg + 1); }
+
+extern "C" size_t cuda_attn_packed_scratch_bytes(int ntok, int nseg, int nh) {
+    size_t ints = (packed_table_ints(ntok, nseg) * sizeof(int) + 15) & ~(size_t)15;
+    return ints + sizeof(float) * (size_t)ntok * nh;
+}
+
+static int seg_check(const char *fn, const CudaAttnLayout *L, const CudaAttnSeg *seg, int nseg, Err *err) {
+    const long ntok = (long)L->B * L->T;
+    if (L->B != 1 || nseg < 0 || (nseg > 0 && !seg))
+        return err_set(err, ERR_INPUT, "%s: a packed layout has B = 1 and T = tokens (got B=%d), nseg=%d", fn, L->B,
+                       nseg);
+    for (int i = 0; i < nseg; i++) {
+        const CudaAttnSeg *g = &seg[i];
+        if (g->start < 0 || g->len < 0 || (long)g->start + g->len > ntok)
+            return err_set(err, ERR_INPUT, "%s: segment %d [%d, +%d) outside the %ld tokens", fn, i, g->start, g->len,
+                           ntok);
+        if (g->prefix >= i || g->prefix < -1 || (g->prefix >= 0 && seg[g->prefix].prefix != -1))
+            return err_set(err, ERR_INPUT, "%s: segment %d: prefix %d must be an earlier root segment", fn, i,
+                           g->prefix);
+    }
+    return 0;
+}
+
+// Tiles of `rows` over every segment, into t [n, 2] (segment, first row), the
+// costliest first (keys seen: prefix + causal own; for key tiles the queries
+// that see them); returns n.
+static int tiles_make(const CudaAttnSeg *seg, int nseg, const int *nchild_q, int rows, bool keys, int *t) {
+    int n = 0;
+    for (int s = 0; s < nseg; s++)
+        for (int x0 = 0; x0 < seg[s].len; x0 += rows) t[2 * n] = s, t[2 * n + 1] = x0, n++;
+    // by descending cost, ties in tile order
+    struct TC { long cost; int i; };
+    TC *tc = (TC *)malloc(sizeof(TC) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) {
+        const CudaAttnSeg *g = &seg[t[2 * i]];
+        const int x0 = t[2 * i + 1];
+        long c;
+        if (keys) c = (g->len - x0) + (long)nchild_q[t[2 * i]];
+        else c = (g->prefix >= 0 ? seg[g->prefix].len : 0) + (long)(x0 + rows < g->len ? x0 + rows : g->len);
+        tc[i] = TC{c, i};
+    }
+    qsort(tc, (size_t)n, sizeof(TC), [](const void *x, const void *y) {
+        const TC *a = (const TC *)x, *b = (const TC *)y;
+        return a->cost != b->cost ? (a->cost > b->cost ? -1 : 1) : (a->i - b->i);
+    });
+    int *copy = (int *)malloc(sizeof(int) * 2 * (size_t)(n ? n : 1));
+    memcpy(copy, t, sizeof(int) * 2 * (size_t)n);
+    for (int i = 0; i < n; i++) t[2 * i] = copy[2 * tc[i].i], t[2 * i + 1] = copy[2 * tc[i].i + 1];
+    free(copy), free(tc);
+    return n;
+}
+
+// Fills a's packed tables in scratch (uploaded on s): segments, children, and
+// the tile tables of fwd/dQ rows qrows (*nq) and of key rows krows (*nk; 0 = none).
+static int packed_tables(cudaStream_t st, const CudaAttnSeg *seg, int nseg, int ntok, int qrows, int krows,
+                         void *scratch, AttnArgs *a, int **qtab, int *nq, int **ktab, int *nk, Err *err) {
+    const size_t nints = packed_table_ints(ntok, nseg);
+    int *h = (int *)calloc(nints, sizeof(int));
+    int *hseg = h, *hcs = hseg + 3 * nseg, *hch = hcs + nseg + 1, *hq = hch + nseg, *hk = hq + 2 * (ntok / 16 + nseg + 1);
+    int *nchq = (int *)calloc((size_t)nseg + 1, sizeof(int)); // query rows of the segments naming s as prefix
+    for (int s = 0; s < nseg; s++) {
+        hseg[3 * s] = seg[s].start, hseg[3 * s + 1] = seg[s].len, hseg[3 * s + 2] = seg[s].prefix;
+        if (seg[s].prefix >= 0) hcs[seg[s].prefix + 1]++, nchq[seg[s].prefix] += seg[s].len;
+    }
+    for (int s = 0; s < nseg; s++) hcs[s + 1] += hcs[s];
+    int *fill = (int *)calloc((size_t)nseg + 1, sizeof(int));
+    for (int s = 0; s < nseg; s++) // in index order: the prefix's gradient sums in a fixed order
+        if (seg[s].prefix >= 0) hch[hcs[seg[s].prefix] + fill[seg[s].prefix]++] = s;
+    *nq = tiles_make(seg, nseg, nchq, qrows, false, hq);
+    *nk = krows ? tiles_make(seg, nseg, nchq, krows, true, hk) : 0;
+    free(fill), free(nchq);
+    int *d = (int *)scratch;
+    cudaError_t e = cudaMemcpyAsync(d, h, nints * sizeof(int), cudaMemcpyHostToDevice, st);
+    free(h);
+    CUDA_TRY(e, err);
+    a->seg = d, a->child_start = d + 3 * nseg, a->child = a->child_start + nseg + 1;
+    *qtab = (int *)a->child + nseg, *ktab = *qtab + 2 * (ntok / 16 + nseg + 1);
+    return 0;
+}
+
+static int grid_check(const char *fn, long tiles, Err *err) {
+    if (tiles > 65535) return err_set(err, ERR_INPUT, "%s: %ld tiles of work, more than a grid's 65535", fn, tiles);
+    return 0;
+}
+
+// The forward of a padded (seg NULL) or packed batch.
+static int attn_fwd_run(cudaStream_t s, const CudaAttnLayout *L, const CudaAttnSeg *seg, int nseg, float scale,
+                        const cuda_bf16 *q, const cuda_bf16 *k, const cuda_bf16 *v, cuda_bf16 *o, float *lse,
+                        void *scratch, Err *err) {
     if (attn_check("cuda_attn_fwd", L, scale, err)) return -1;
     if (!al16(q) || !al16(k) || !al16(v))
         return err_set(err, ERR_INPUT, "cuda_attn_fwd: q, k, v must be 16-byte aligned");
-    if (L->B == 0 || L->T == 0) return 0;
+    if (seg && seg_check("cuda_attn_fwd_packed", L, seg, nseg, err)) return -1;
+    if (L->B == 0 || L->T == 0 || (seg && nseg == 0)) return 0;
     Geo g;
     size_t bytes;
     if (attn_prepare(attn_fwd_kernel, SM_FWD, L->dqk, L->dv, 64, "cuda_attn_fwd", &g, &bytes, err)) return -1;
     AttnArgs a = attn_args(L, scale, g);
     a.q = (const bf16 *)q, a.k = (const bf16 *)k, a.v = (const bf16 *)v, a.out = (bf16 *)o, a.lse = lse;
-    dim3 grid(L->B * L->nh, (L->T + g.Br - 1) / g.Br);
-    attn_fwd_kernel<<<grid, ATTN_THREADS, bytes, s>>>(a);
+    long tiles = (long)L->B * a.ntile;
+    if (seg) {
+        int *qt, *kt, nq, nk;
+        if (packed_tables(s, seg, nseg, L->T, g.Br, 0, scratch, &a, &qt, &nq, &kt, &nk, err)) return -1;
+        a.tiles = qt, tiles = nq;
+    }
+    if (grid_check("cuda_attn_fwd", tiles, err)) return -1;
+    if (!tiles) return 0;
+    attn_fwd_kernel<<<dim3(L->nh, (unsigned)tiles), ATTN_THREADS, bytes, s>>>(a);
     CUDA_LAUNCHED("attn_fwd", err);
     return 0;
+}
+
+extern "C" int cuda_attn_fwd(cudaStream_t s, const CudaAttnLayout *L, float scale, const cuda_bf16 *q,
+                             const cuda_bf16 *k, const cuda_bf16 *v, cuda_bf16 *o, float *lse, Err *err) {
+    return attn_fwd_run(s, L, NULL, 0, scale, q, k, v, o, lse, NULL, err);
+}
+
+extern "C" int cuda_attn_fwd_packed(cudaStream_t s, const CudaAttnLayout *L, const CudaAttnSeg *seg, int nseg,
+                                    float scale, const cuda_bf16 *q, const cuda_bf16 *k, const cuda_bf16 *v,
+                                    cuda_bf16 *o, float *lse, void *scratch, Err *err) {
+    if (!seg && nseg) return err_set(err, ERR_INPUT, "cuda_attn_fwd_packed: no segments given");
+    static const CudaAttnSeg none = {0, 0, -1};
+    return attn_fwd_run(s, L, seg ? seg : &none, nseg, scale, q, k, v, o, lse, scratch, err);
 }
 
 extern "C" size_t cuda_attn_bwd_scratch_bytes(const CudaAttnLayout *L) {
     return sizeof(float) * (size_t)L->B * L->T * L->nh;
 }
 
-extern "C" int cuda_attn_bwd(cudaStream_t s, const CudaAttnLayout *L, float scale, const cuda_bf16 *q,
-                             const cuda_bf16 *k, const cuda_bf16 *v, const cuda_bf16 *o, const float *lse,
-                             const cuda_bf16 *dout, void *dq, void *dk, void *dv, CudaDtype gtype, void *scratch,
-                             Err *err) {
+static int attn_bwd_run(cudaStream_t s, const CudaAttnLayout *L, const CudaAttnSeg *seg, int nseg, float scale,
+                        const cuda_bf16 *q, const cuda_bf16 *k, const cuda_bf16 *v, const cuda_bf16 *o,
+                        const float *lse, const cuda_bf16 *dout, void *dq, void *dk, void *dv, CudaDtype gtype,
+                        void *scratch, Err *err) {
     if (attn_check("cuda_attn_bwd", L, scale, err)) return -1;
     if (!al16(q) || !al16(k) || !al16(v) || !al16(dout))
         return err_set(err, ERR_INPUT, "cuda_attn_bwd: q, k, v, dout must be 16-byte aligned");
     if (gtype != CUDA_F32 && gtype != CUDA_BF16)
         return err_set(err, ERR_INPUT, "cuda_attn_bwd: gradient type %d", (int)gtype);
-    if (L->B == 0 || L->T == 0) return 0;
+    if (seg && seg_check("cuda_attn_bwd_packed", L, seg, nseg, err)) return -1;
+    if (L->B == 0 || L->T == 0 || (seg && nseg == 0)) return 0;
     Geo gkv, gq;
     size_t bkv, bq;
     if (attn_prepare(attn_bwd_kv_kernel, SM_BWD_KV, L->dqk, L->dv, 64, "cuda_attn_bwd", &gkv, &bkv, err) ||
         attn_prepare(attn_bwd_q_kernel, SM_BWD_Q, L->dqk, L->dv, 64, "cuda_attn_bwd", &gq, &bq, err))
         return -1;
-    float *D = (float *)scratch;
     const long rows = (long)L->B * L->T * L->nh;
+    float *D = (float *)scratch;
+    AttnArgs a = attn_args(L, scale, gkv);
+    int *qt = NULL, *kt = NULL, nq = 0, nk = 0;
+    if (seg) {
+        const size_t ints = (packed_table_ints(L->T, nseg) * sizeof(int) + 15) & ~(size_t)15;
+        D = (float *)((char *)scratch + ints);
+        if (packed_tables(s, seg, nseg, L->T, gq.Br, gkv.Bc, scratch, &a, &qt, &nq, &kt, &nk, err)) return -1;
+    }
+    const long kvtiles = seg ? nk : (long)L->B * ((L->T + gkv.Bc - 1) / gkv.Bc);
+    const long qtiles = seg ? nq : (long)L->B * ((L->T + gq.Br - 1) / gq.Br);
+    if (grid_check("cuda_attn_bwd", kvtiles, err) || grid_check("cuda_attn_bwd", qtiles, err)) return -1;
     attn_bwd_dot_kernel<<<cuda_blocks(rows * 32, ATTN_THREADS), ATTN_THREADS, 0, s>>>(
         D, (const bf16 *)o, (const bf16 *)dout, L->o_ld, L->o_hs, L->dv, rows, L->nh);
     CUDA_LAUNCHED("attn_bwd (D)", err);
-    AttnArgs a = attn_args(L, scale, gkv);
     a.q = (const bf16 *)q, a.k = (const bf16 *)k, a.v = (const bf16 *)v, a.o = (const bf16 *)o;
     a.dout = (const bf16 *)dout, a.lse_in = lse, a.D = D, a.dq = dq, a.dk = dk, a.dv = dv;
     a.f32 = gtype == CUDA_F32;
-    attn_bwd_kv_kernel<<<dim3(L->B * L->nh, (L->T + gkv.Bc - 1) / gkv.Bc), ATTN_THREADS, bkv, s>>>(a);
+    a.ntile = (L->T + gkv.Bc - 1) / gkv.Bc, a.tiles = kt;
+    if (kvtiles) attn_bwd_kv_kernel<<<dim3(L->nh, (unsigned)kvtiles), ATTN_THREADS, bkv, s>>>(a);
     CUDA_LAUNCHED("attn_bwd (dK, dV)", err);
-    a.g = gq;
-    attn_bwd_q_kernel<<<dim3(L->B * L->nh, (L->T + gq.Br - 1) / gq.Br), ATTN_THREADS, bq, s>>>(a);
+    a.g = gq, a.ntile = (L->T + gq.Br - 1) / gq.Br, a.tiles = qt;
+    if (qtiles) attn_bwd_q_kernel<<<dim3(L->nh, (unsigned)qtiles), ATTN_THREADS, bq, s>>>(a);
     CUDA_LAUNCHED("attn_bwd (dQ)", err);
     return 0;
+}
+
+extern "C" int cuda_attn_bwd(cudaStream_t s, const CudaAttnLayout *L, float scale, const cuda_bf16 *q,
+                             const cuda_bf16 *k, const cuda_bf16 *v, const cuda_bf16 *o, const float *lse,
+                             const cuda_bf16 *dout, void *dq, void *dk, void *dv, CudaDtype gtype, void *scratch,
+                             Err *err) {
+    return attn_bwd_run(s, L, NULL, 0, scale, q, k, v, o, lse, dout, dq, dk, dv, gtype, scratch, err);
+}
+
+extern "C" int cuda_attn_bwd_packed(cudaStream_t s, const CudaAttnLayout *L, const CudaAttnSeg *seg, int nseg,
+                                    float scale, const cuda_bf16 *q, const cuda_bf16 *k, const cuda_bf16 *v,
+                                    const cuda_bf16 *o, const float *lse, const cuda_bf16 *dout, void *dq, void *dk,
+                                    void *dv, CudaDtype gtype, void *scratch, Err *err) {
+    if (!seg && nseg) return err_set(err, ERR_INPUT, "cuda_attn_bwd_packed: no segments given");
+    static const CudaAttnSeg none = {0, 0, -1};
+    return attn_bwd_run(s, L, seg ? seg : &none, nseg, scale, q, k, v, o, lse, dout, dq, dk, dv, gtype, scratch, err);
 }
 
 // How a decode launch is cut: tiles (Br heads x Bc tokens), head groups, and

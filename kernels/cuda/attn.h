@@ -24,9 +24,10 @@
  * elements and base pointers 16-byte aligned (the tiles are loaded in 16-byte
  * pieces). Other shapes are refused with ERR_INPUT. bf16 inputs, fp32 softmax statistics and
  * accumulation; the probabilities are rounded to bf16 for the P.V product (as
- * flash attention and HF's eager path do). Not here: the projections around
- * attention (cuda_gemm), RoPE (cuda_rope_apply), the packed (prefix-sharing)
- * layout of model_attn_packed.c, dropout, sliding windows, fp8; the tiles use
+ * flash attention and HF's eager path do). The training kernels also take a
+ * packed (prefix-sharing) batch, model_attn_packed.c's layout: a padded batch
+ * is B root segments of T rows to them. Not here: the projections around
+ * attention (cuda_gemm), RoPE (cuda_rope_apply), dropout, sliding windows, fp8; the tiles use
  * WMMA through shared memory, not Hopper's wgmma/TMA (correctness first).
  *
  * Not yet executed on a GPU: written and compiled on a machine without one. */
@@ -70,6 +71,29 @@ static inline CudaAttnLayout cuda_attn_layout_mla(int B, int T, int nh, int dn, 
  * lse[n*nh + h]) kept for the backward. No scratch. */
 int cuda_attn_fwd(cudaStream_t s, const CudaAttnLayout *L, float scale, const cuda_bf16 *q, const cuda_bf16 *k,
                   const cuda_bf16 *v, cuda_bf16 *o, float *lse, Err *err);
+
+/* A packed batch (model.h PackedBatch, docs/model.md "Packed batches"): segment s
+ * is rows start .. start+len-1 of a layout with B = 1 and T = the tokens; prefix
+ * -1 makes it a root (causal over itself), else it names an earlier root whose
+ * every token it attends to before its own (causally), at positions after it. */
+typedef struct CudaAttnSeg { int start, len, prefix; } CudaAttnSeg;
+
+/* Device scratch of the packed calls (forward and backward): their work tables
+ * (built on the host per call and uploaded on the stream) and the backward's D. */
+size_t cuda_attn_packed_scratch_bytes(int ntok, int nseg, int nh);
+
+/* cuda_attn_fwd over a packed batch (attn_core_fwd_packed's semantics): per
+ * segment and head one softmax over its prefix's keys and its own (causal).
+ * Rows of no segment are not written. */
+int cuda_attn_fwd_packed(cudaStream_t s, const CudaAttnLayout *L, const CudaAttnSeg *seg, int nseg, float scale,
+                         const cuda_bf16 *q, const cuda_bf16 *k, const cuda_bf16 *v, cuda_bf16 *o, float *lse,
+                         void *scratch, Err *err);
+/* cuda_attn_bwd over a packed batch: a prefix's key and value gradients sum its
+ * own queries' and then every segment's naming it, in segment order (no atomics). */
+int cuda_attn_bwd_packed(cudaStream_t s, const CudaAttnLayout *L, const CudaAttnSeg *seg, int nseg, float scale,
+                         const cuda_bf16 *q, const cuda_bf16 *k, const cuda_bf16 *v, const cuda_bf16 *o,
+                         const float *lse, const cuda_bf16 *dout, void *dq, void *dk, void *dv, CudaDtype gtype,
+                         void *scratch, Err *err);
 
 /* Device scratch of cuda_attn_bwd: D = rowsum(dO * O), [B*T, nh] fp32. */
 size_t cuda_attn_bwd_scratch_bytes(const CudaAttnLayout *L);

@@ -12,6 +12,11 @@
  *    dims, V3's (192/128), the widest (256/256, smaller tiles), dims that are
  *    multiples of 8 but not 16; gradients in fp32 and bf16; dV written into a
  *    dkvb-shaped buffer whose k_nope columns must stay untouched.
+ *  - cuda_attn_fwd_packed / cuda_attn_bwd_packed (prefix-sharing segments,
+ *    attn_core_fwd_packed's semantics) against ref_attn run on each segment's
+ *    [prefix, own] row: roots with several, one or no segments after them,
+ *    one-token segments, segments longer than a tile, roots placed after
+ *    other segments; a prefix that is not an earlier root is refused.
  *  - cuda_latent_append + cuda_latent_attend against latent_attend
  *    (kernels/cpu/latent_attn.c) over sequences of different lengths whose
  *    pages are scattered in random order, several queries per sequence with
@@ -200,6 +205,117 @@ static void check_attn(int B, int T, int nh, int dn, int dr, int dv, float in_sc
     free(dk), free(dkvb), free(gq), free(gk), free(gkv), free(a), free(r), free(raw);
 }
 
+/* Rows rows[0..n) of a [*, ld] array gathered into dst [n, ld] (scatter: the reverse, added). */
+static void rows_gather(float *dst, const float *src, const long *rows, int n, long ld) {
+    for (int i = 0; i < n; i++) memcpy(dst + i * ld, src + rows[i] * ld, sizeof(float) * ld);
+}
+static void rows_add(float *dst, const float *src, const long *rows, int from, int n, long ld) {
+    for (int i = from; i < n; i++)
+        for (long j = 0; j < ld; j++) dst[rows[i] * ld + j] += src[i * ld + j];
+}
+
+/* The packed reference from ref_attn: each segment's row is [its prefix's tokens,
+ * its own] (a causal row sees the prefix whole and itself causally); its outputs
+ * and dQ are the own part's, and its dK/dV go to every row of the row (the prefix
+ * part gets only the segment's queries' share: the prefix's dO is zeroed there). */
+static void ref_packed(const CudaAttnLayout *P, int dn, float scale, const CudaAttnSeg *seg, int nseg, const float *q,
+                       const float *k, const float *kvb, const float *dout, float *o, float *lse, float *dq, float *dk,
+                       float *dkvb) {
+    const int nh = P->nh;
+    for (int s = 0; s < nseg; s++) {
+        const int pl = seg[s].prefix >= 0 ? seg[seg[s].prefix].len : 0, n = pl + seg[s].len;
+        long *rows = malloc(sizeof(long) * (n ? n : 1));
+        for (int i = 0; i < pl; i++) rows[i] = seg[seg[s].prefix].start + i;
+        for (int i = 0; i < seg[s].len; i++) rows[pl + i] = seg[s].start + i;
+        CudaAttnLayout L = *P;
+        L.B = 1, L.T = n;
+        float *tq = malloc(4 * n * P->q_ld), *tk = malloc(4 * n * P->k_ld), *tkv = calloc(n * P->v_ld, 4);
+        float *tdo = malloc(4 * n * P->o_ld), *to = malloc(4 * n * P->o_ld), *tl = malloc(4 * n * nh);
+        float *tdq = calloc(n * P->q_ld, 4), *tdk = calloc(n * P->k_ld, 4), *tdkv = calloc(n * P->v_ld, 4);
+        rows_gather(tq, q, rows, n, P->q_ld), rows_gather(tk, k, rows, n, P->k_ld);
+        rows_gather(tkv, kvb, rows, n, P->v_ld), rows_gather(tdo, dout, rows, n, P->o_ld);
+        memset(tdo, 0, 4 * pl * P->o_ld); /* the prefix's own queries are its root row's */
+        ref_attn(&L, dn, scale, tq, tk, tkv, tdo, to, tl, tdq, tdk, tdkv);
+        for (int i = pl; i < n; i++) {
+            memcpy(o + rows[i] * P->o_ld, to + i * P->o_ld, 4 * P->o_ld);
+            memcpy(lse + rows[i] * nh, tl + i * nh, 4 * nh);
+            memcpy(dq + rows[i] * P->q_ld, tdq + i * P->q_ld, 4 * P->q_ld);
+        }
+        rows_add(dk, tdk, rows, 0, n, P->k_ld);
+        for (int i = 0; i < n; i++) /* dV only (the k_nope columns of dkvb are not written) */
+            for (int h = 0; h < nh; h++)
+                for (int j = 0; j < P->dv; j++)
+                    dkvb[rows[i] * P->v_ld + h * P->v_hs + dn + j] += tdkv[i * P->v_ld + h * P->v_hs + dn + j];
+        free(rows), free(tq), free(tk), free(tkv), free(tdo), free(to), free(tl), free(tdq), free(tdk), free(tdkv);
+    }
+}
+
+/* Packed batches: roots with and without segments naming them as prefix
+ * (several, of one token, longer than a tile), segments in any order of the
+ * token stream, against ref_packed. */
+static void check_packed(int nh, int dn, int dr, int dv, CudaDtype gtype) {
+    const CudaAttnSeg seg[] = {
+        {0, 37, -1},    /* A: a root with three segments after it */
+        {37, 20, 0},    /* B: prefix A */
+        {57, 1, 0},     /* C: prefix A, one token */
+        {58, 70, -1},   /* D: a root alone, longer than a tile */
+        {128, 5, -1},   /* E: a short root with a long segment after it */
+        {133, 67, 4},   /* F: prefix E */
+        {200, 33, 0},   /* G: prefix A again, after other roots */
+        {233, 1, -1},   /* H: a one-token root */
+        {234, 16, 7},   /* I: prefix H */
+    };
+    const int nseg = sizeof seg / sizeof *seg, ntok = 250;
+    CudaAttnLayout L = cuda_attn_layout_mla(1, ntok, nh, dn, dr, dv);
+    const int dqk = dn + dr;
+    const long nq = ntok * L.q_ld, nkv = ntok * L.v_ld, no = ntok * L.o_ld;
+    const float scale = 1.0f / sqrtf((float)dqk);
+    const size_t gs = gtype == CUDA_F32 ? 4 : 2;
+    cuda_bf16 *qb = malloc(2 * nq), *kb = malloc(2 * nq), *kvbb = malloc(2 * nkv), *dob = malloc(2 * no);
+    float *q = malloc(4 * nq), *k = malloc(4 * nq), *kvb = malloc(4 * nkv), *dout = malloc(4 * no);
+    float *o = calloc(no, 4), *lse = calloc(ntok * nh, 4), *dq = calloc(nq, 4), *dk = calloc(nq, 4);
+    float *dkvb = calloc(nkv, 4);
+    rand_bf16(&rng, qb, q, nq, 1.0f);
+    rand_bf16(&rng, kb, k, nq, 1.0f);
+    rand_bf16(&rng, kvbb, kvb, nkv, 1.0f);
+    rand_bf16(&rng, dob, dout, no, 1.0f);
+    ref_packed(&L, dn, scale, seg, nseg, q, k, kvb, dout, o, lse, dq, dk, dkvb);
+    cuda_bf16 *d_q = dev_upload(qb, 2 * nq), *d_k = dev_upload(kb, 2 * nq), *d_kvb = dev_upload(kvbb, 2 * nkv);
+    cuda_bf16 *d_do = dev_upload(dob, 2 * no), *d_o = dev_alloc(2 * no);
+    float *d_lse = dev_alloc(4 * ntok * nh);
+    char *d_dq = dev_alloc(gs * nq), *d_dk = dev_alloc(gs * nq), *d_dkvb = dev_alloc(gs * nkv);
+    void *scratch = dev_alloc(cuda_attn_packed_scratch_bytes(ntok, nseg, nh));
+    OK(cuda_attn_fwd_packed(0, &L, seg, nseg, scale, d_q, d_k, d_kvb + dn, d_o, d_lse, scratch, &err));
+    OK(cuda_attn_bwd_packed(0, &L, seg, nseg, scale, d_q, d_k, d_kvb + dn, d_o, d_lse, d_do, d_dq, d_dk,
+                            d_dkvb + gs * dn, gtype, scratch, &err));
+    dev_sync("attn packed");
+    double eo = nmse_dev_bf16(d_o, o, no), el = nmse_dev_f32(d_lse, lse, ntok * nh);
+    float *gq = download_as_f32(d_dq, nq, gtype), *gk = download_as_f32(d_dk, nq, gtype);
+    float *gkv = download_as_f32(d_dkvb, nkv, gtype);
+    float *a = malloc(4 * no), *r = malloc(4 * no);
+    gather_cols(a, gkv, ntok, nh, L.v_ld, L.v_hs, dn, dv);
+    gather_cols(r, dkvb, ntok, nh, L.v_ld, L.v_hs, dn, dv);
+    double eq = nmse(gq, dq, nq), ek = nmse(gk, dk, nq), ev = nmse(a, r, (long)ntok * nh * dv);
+    const char *gt = gtype == CUDA_F32 ? "f32" : "bf16";
+    CHECK(eo < NMSE_ATTN_FWD, "packed nh=%d dqk=%d dv=%d: O nmse %.3g", nh, dqk, dv, eo);
+    CHECK(el < NMSE_ATTN_LSE, "packed nh=%d dqk=%d dv=%d: lse nmse %.3g", nh, dqk, dv, el);
+    CHECK(eq < NMSE_ATTN_GRAD, "packed nh=%d dqk=%d dv=%d (%s): dQ nmse %.3g", nh, dqk, dv, gt, eq);
+    CHECK(ek < NMSE_ATTN_GRAD, "packed nh=%d dqk=%d dv=%d (%s): dK nmse %.3g", nh, dqk, dv, gt, ek);
+    CHECK(ev < NMSE_ATTN_GRAD, "packed nh=%d dqk=%d dv=%d (%s): dV nmse %.3g", nh, dqk, dv, gt, ev);
+    printf("attn packed %d segments, %d tokens, nh=%d dqk=%d dv=%d grads %s: nmse O %.2e lse %.2e dQ %.2e dK %.2e "
+           "dV %.2e\n", nseg, ntok, nh, dqk, dv, gt, eo, el, eq, ek, ev);
+    /* a prefix that is not an earlier root is refused */
+    CudaAttnSeg bad[] = {{0, 4, -1}, {4, 4, 0}, {8, 4, 1}};
+    Err e2 = {0};
+    CHECK(cuda_attn_fwd_packed(0, &L, bad, 3, scale, d_q, d_k, d_kvb + dn, d_o, d_lse, scratch, &e2) == -1 &&
+              e2.code == ERR_INPUT && strstr(e2.msg, "segment 2"),
+          "a prefix naming a non-root is refused: %s", e2.msg);
+    cudaFree(d_q), cudaFree(d_k), cudaFree(d_kvb), cudaFree(d_do), cudaFree(d_o), cudaFree(d_lse), cudaFree(d_dq);
+    cudaFree(d_dk), cudaFree(d_dkvb), cudaFree(scratch);
+    free(qb), free(kb), free(kvbb), free(dob), free(q), free(k), free(kvb), free(dout), free(o), free(lse), free(dq);
+    free(dk), free(dkvb), free(gq), free(gk), free(gkv), free(a), free(r);
+}
+
 /* Paged decoding: nseq sequences of lengths slen[], pages of P tokens given
  * out in random order from a pool with spare pages; queries: each sequence
  * at its full length, plus `extra` more queries on the last sequence at
@@ -346,6 +462,9 @@ int main(void) {
         check_attn(1, 600, 4, 128, 64, 128, 1.0f, CUDA_F32);
         check_attn(4, 300, 8, 32, 16, 48, 1.0f, CUDA_BF16);
     }
+    /* packed: nh, dn, dr, dv, gradient type */
+    check_packed(2, 32, 16, 32, CUDA_F32);
+    check_packed(2, 128, 64, 128, CUDA_BF16); /* V3 dims */
     /* nh, dc, dr, page, nseq, lengths, extra queries, empty query, scale */
     const int la[] = {1, 5, 16, 17, 100};
     check_latent(4, 32, 16, 16, 5, la, 3, 1, 0.2f);
