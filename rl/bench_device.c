@@ -352,11 +352,11 @@ typedef struct TrainSide {
 } TrainSide;
 
 /* One optimizer step over B sequences of S tokens: forward, backward of the mean cross-entropy, AdamW. */
-static int train_step(Bench *b, TrainSide *t, const Batch *bt, float *lp, float *dl, Err *err) {
+static int train_step(Bench *b, TrainSide *t, const Batch *bt, const PackedBatch *pk, float *lp, float *dl, Err *err) {
     AdamWStepInfo info;
-    if (t->g) {
-        if (trainer_cuda_zero_grads(t->g, err) || trainer_cuda_forward(t->g, 0, bt, 1.0f, lp, NULL, NULL, err) ||
-            trainer_cuda_backward(t->g, bt, dl, err))
+    if (t->g) { /* the trainer's path: B root segments of S tokens */
+        if (trainer_cuda_zero_grads(t->g, err) || trainer_cuda_forward(t->g, 0, pk, 1.0f, lp, NULL, NULL, err) ||
+            trainer_cuda_backward(t->g, pk, dl, err))
             return -1;
         return trainer_cuda_step(t->g, 1e-5, &info, err);
     }
@@ -415,10 +415,13 @@ int bench_train(int argc, char **argv) {
                       "--steps", st, "--device", (char *)cli_str(&spec, "--device"), NULL};
         if (!no_ref) ref = run_reference(av);
         Batch bt = {(int)B, (int)S, ids, tg, NULL};
+        PackSeg *seg = xmalloc(sizeof(PackSeg) * B);
+        for (long i = 0; i < B; i++) seg[i] = (PackSeg){(int)(i * S), (int)S, -1};
+        PackedBatch pk = {(int)N, (int)B, ids, tg, seg};
         double best = 1e30, sum = 0;
         for (long s = 0; s <= steps && !rc; s++) {
             double t0 = clock_now();
-            rc = train_step(&b, &t, &bt, lp, dl, &err);
+            rc = train_step(&b, &t, &bt, &pk, lp, dl, &err);
             double dt = clock_now() - t0;
             if (s) sum += dt, best = dt < best ? dt : best; /* step 0 warms up */
         }
@@ -440,6 +443,7 @@ int bench_train(int argc, char **argv) {
             cJSON_AddItemToObject(o, "torch_tok_s", tt > 0 ? cJSON_CreateNumber(tt) : cJSON_CreateNull());
             json_print(o);
         }
+        free(seg);
     }
     if (rc) fprintf(stderr, "grpo bench train: %s\n", err.msg);
     trainer_cuda_close(t.g);

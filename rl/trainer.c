@@ -322,7 +322,7 @@ static int sample_active(const Trainer *t, const RolloutSample *s) {
     return !(t->r.mask_truncated_completions && s->finish == FINISH_LENGTH);
 }
 
-/* Buffers of one micro-batch. On the CPU packed without padding (model.h PackedBatch,
+/* Buffers of one micro-batch, packed without padding (model.h PackedBatch,
  * docs/model.md "Packed batches"): samples s0..s0+B-1 (the same samples a
  * padded micro-batch would hold, so per-micro-batch loss normalisations are
  * unchanged). A prompt with >= 2 samples here and >= 2 tokens becomes one
@@ -330,12 +330,10 @@ static int sample_active(const Trainer *t, const RolloutSample *s) {
  * segment [prompt[pl-1], completion[0..n-2]] attending to it, so every
  * position has exactly one target (the next token). Any other sample is one
  * segment [prompt, completion[0..n-2]]. Samples without tokens (or
- * prompt) get no segment. On the GPU (which has no packed attention yet) padded:
- * row i of T holds [prompt, completion[0..n-2]], so ntok = B*T.
- * Completion token k of sample i has its log-prob at off[i] + k. */
+ * prompt) get no segment. Completion token k of sample i has its log-prob at off[i] + k. */
 typedef struct Micro {
-    int B, L, T, ntok, nseg;       /* T: padded row length (0 when packed) */
-    int *ids, *tg, *off, *len;     /* [ntok], [ntok], [B], [B] (len: padded only) */
+    int B, L, ntok, nseg;
+    int *ids, *tg, *off;           /* [ntok], [ntok], [B] */
     PackSeg *seg;                  /* [nseg], nseg <= 2B */
     float *lp, *ent, *dl;          /* [ntok] forward log-probs, entropy, d loss / d logp */
     float *nl, *ol, *rl, *en, *mk; /* [B*L] new, old, ref log-probs, entropy, mask; L the longest completion */
@@ -384,36 +382,17 @@ static void micro_pack(Micro *mb, const Step *d, int s0) {
     free(root);
 }
 
-/* Padded rows for the GPU: sample i in row i, positions pl-1 .. pl+n-2 predict its tokens. */
-static void micro_pad(Micro *mb, const Step *d, int s0) {
-    for (int i = 0; i < mb->B; i++) {
-        const RolloutSample *s = &d->s[s0 + i];
-        const TokIds *pi = &d->pids[s->prompt];
-        int pl = (int)pi->n, n = pl ? s->n : 0, *ids = mb->ids + (long)i * mb->T, *tg = mb->tg + (long)i * mb->T;
-        mb->len[i] = n ? pl + n - 1 : 0, mb->off[i] = i * mb->T + (pl ? pl - 1 : 0);
-        for (int k = 0; k < mb->T; k++) ids[k] = 0, tg[k] = -1;
-        for (int k = 0; k < mb->len[i]; k++) ids[k] = k < pl ? (int)pi->v[k] : s->tokens[k - pl];
-        for (int k = 0; k < n; k++) tg[pl - 1 + k] = s->tokens[k];
-    }
-    mb->ntok = 0;
-    for (int i = 0; i < mb->B; i++) mb->ntok += mb->len[i];
-    if (mb->ntok) mb->ntok = mb->B * mb->T;
-}
-
-static void micro_alloc(Micro *mb, const Step *d, int s0, int B, int padded) {
-    int L = 1, T = 1;
+static void micro_alloc(Micro *mb, const Step *d, int s0, int B) {
+    int L = 1;
     long cap = 1;
     for (int i = 0; i < B; i++) {
         const RolloutSample *s = &d->s[s0 + i];
-        int row = (int)d->pids[s->prompt].n + s->n - 1;
         cap += (long)d->pids[s->prompt].n + s->n;
-        L = s->n > L ? s->n : L, T = row > T ? row : T;
+        L = s->n > L ? s->n : L;
     }
-    if (padded) cap = (long)B * T;
     memset(mb, 0, sizeof *mb);
-    mb->B = B, mb->L = L, mb->T = padded ? T : 0;
+    mb->B = B, mb->L = L;
     mb->ids = xmalloc(sizeof(int) * cap), mb->tg = xmalloc(sizeof(int) * cap), mb->off = xmalloc(sizeof(int) * B);
-    mb->len = xmalloc(sizeof(int) * B);
     mb->seg = xmalloc(sizeof(PackSeg) * 2 * B);
     mb->lp = xmalloc(sizeof(float) * cap), mb->ent = xmalloc(sizeof(float) * cap);
     mb->dl = xcalloc((size_t)cap, sizeof(float));
@@ -422,35 +401,28 @@ static void micro_alloc(Micro *mb, const Step *d, int s0, int B, int padded) {
     mb->en = xcalloc((size_t)B * L, sizeof(float)), mb->mk = xcalloc((size_t)B * L, sizeof(float));
     mb->adv = xmalloc(sizeof(float) * B), mb->g = xcalloc((size_t)B * L, sizeof(float));
     for (int i = 0; i < B; i++) mb->adv[i] = d->adv[s0 + i];
-    if (padded) micro_pad(mb, d, s0);
-    else micro_pack(mb, d, s0);
+    micro_pack(mb, d, s0);
 }
 
 /* The forward of the policy (ref = 0: its router load counted) or of the
  * reference over the micro-batch, on the trainer's device. */
 static int micro_forward(Trainer *t, int ref, const Micro *mb, float temp, float *lp, float *ent, Err *err) {
-    if (t->cuda) {
-        Batch b = {mb->B, mb->T, mb->ids, mb->tg, mb->len};
-        return trainer_cuda_forward(t->cuda, ref, &b, temp, lp, ent, ref ? NULL : t->load, err);
-    }
     PackedBatch b = {mb->ntok, mb->nseg, mb->ids, mb->tg, mb->seg};
+    if (t->cuda) return trainer_cuda_forward(t->cuda, ref, &b, temp, lp, ent, ref ? NULL : t->load, err);
     if (model_forward_packed(ref ? &t->ref : &t->m, &b, temp, lp, ent, err)) return -1;
     if (!ref) optim_router_load_add(t->load, &t->m);
     return 0;
 }
 
 static int micro_backward(Trainer *t, const Micro *mb, Err *err) {
-    if (t->cuda) {
-        Batch b = {mb->B, mb->T, mb->ids, mb->tg, mb->len};
-        return trainer_cuda_backward(t->cuda, &b, mb->dl, err);
-    }
     PackedBatch b = {mb->ntok, mb->nseg, mb->ids, mb->tg, mb->seg};
+    if (t->cuda) return trainer_cuda_backward(t->cuda, &b, mb->dl, err);
     model_backward_packed(&t->m, &b, mb->dl, NULL);
     return 0;
 }
 
 static void micro_free(Micro *mb) {
-    free(mb->ids), free(mb->tg), free(mb->off), free(mb->len), free(mb->seg), free(mb->lp), free(mb->ent), free(mb->dl), free(mb->nl), free(mb->ol);
+    free(mb->ids), free(mb->tg), free(mb->off), free(mb->seg), free(mb->lp), free(mb->ent), free(mb->dl), free(mb->nl), free(mb->ol);
     free(mb->rl), free(mb->en), free(mb->mk), free(mb->adv), free(mb->g);
 }
 
@@ -525,7 +497,7 @@ static int train_pass(Trainer *t, const Step *d, int pass, float *old_logp, floa
     if (loss_opts(t, d, nmicro, num_items, &lo, err)) return -1;
     for (int s0 = 0; s0 < N; s0 += MB) {
         Micro mb;
-        micro_alloc(&mb, d, s0, N - s0 < MB ? N - s0 : MB, t->cuda != NULL);
+        micro_alloc(&mb, d, s0, N - s0 < MB ? N - s0 : MB);
         if (mb.ntok == 0) { /* every sample refused: nothing to train */
             micro_free(&mb);
             continue;

@@ -56,16 +56,16 @@ TrainerCuda *trainer_cuda_open(const Model *m, const Model *ref, const AdamW *op
 const char *trainer_cuda_device(const TrainerCuda *c) { return c->device; }
 const RolloutEngine *trainer_cuda_engine(TrainerCuda *c) { return &c->engine; }
 
-int trainer_cuda_forward(TrainerCuda *c, int ref, const Batch *b, float temp, float *lp, float *ent, int64_t *load_acc,
-                         Err *err) {
+int trainer_cuda_forward(TrainerCuda *c, int ref, const PackedBatch *b, float temp, float *lp, float *ent,
+                         int64_t *load_acc, Err *err) {
     const int want = !ref && load_acc && c->E;
-    if (cuda_model_forward(ref ? c->ref : c->g, b, temp, lp, ent, want ? c->load : NULL, err)) return -1;
+    if (cuda_model_forward_packed(ref ? c->ref : c->g, b, temp, lp, ent, want ? c->load : NULL, err)) return -1;
     for (long i = 0; want && i < (long)c->L * c->E; i++) load_acc[i] += c->load[i];
     return 0;
 }
 
-int trainer_cuda_backward(TrainerCuda *c, const Batch *b, const float *dlogp, Err *err) {
-    return cuda_model_backward(c->g, b, dlogp, NULL, err);
+int trainer_cuda_backward(TrainerCuda *c, const PackedBatch *b, const float *dlogp, Err *err) {
+    return cuda_model_backward_packed(c->g, b, dlogp, NULL, err);
 }
 
 int trainer_cuda_zero_grads(TrainerCuda *c, Err *err) { return cuda_model_zero_grads(c->g, err); }
@@ -102,9 +102,9 @@ void trainer_cuda_close(TrainerCuda *c) { (void)c; }
 #define UNREACHABLE abort() /* trainer_cuda_open never returns a TrainerCuda here */
 const char *trainer_cuda_device(const TrainerCuda *c) { (void)c; UNREACHABLE; }
 const RolloutEngine *trainer_cuda_engine(TrainerCuda *c) { (void)c; UNREACHABLE; }
-int trainer_cuda_forward(TrainerCuda *c, int ref, const Batch *b, float temp, float *lp, float *ent, int64_t *load_acc,
-                         Err *err) { UNREACHABLE; }
-int trainer_cuda_backward(TrainerCuda *c, const Batch *b, const float *dlogp, Err *err) { UNREACHABLE; }
+int trainer_cuda_forward(TrainerCuda *c, int ref, const PackedBatch *b, float temp, float *lp, float *ent,
+                         int64_t *load_acc, Err *err) { UNREACHABLE; }
+int trainer_cuda_backward(TrainerCuda *c, const PackedBatch *b, const float *dlogp, Err *err) { UNREACHABLE; }
 int trainer_cuda_zero_grads(TrainerCuda *c, Err *err) { UNREACHABLE; }
 int trainer_cuda_step(TrainerCuda *c, double lr, AdamWStepInfo *info, Err *err) { UNREACHABLE; }
 int trainer_cuda_upload_router_bias(TrainerCuda *c, const Model *m, Err *err) { UNREACHABLE; }

@@ -150,6 +150,8 @@ void cuda_model_free(CudaModel *g) {
     free(g->inv_freq);
     if (g->blas) cuda_blas_free(g->blas);
     if (g->dexp) cudaFree(g->dexp);
+    if (g->pk_scratch) cudaFree(g->pk_scratch);
+    free(g->hseg);
     if (g->w16) cudaFree(g->w16);
     if (g->master) cudaFree(g->master);
     if (g->grads) cudaFree(g->grads);
@@ -222,12 +224,38 @@ static int acts_ensure(CudaModel *g, long N, Err *err) {
     return 0;
 }
 
+static CudaAttnLayout attn_layout(const CudaModel *g) {
+    const ModelConfig *c = &g->cfg;
+    return cuda_attn_layout_mla(g->lastB, g->lastT, c->num_attention_heads, c->qk_nope_head_dim, c->qk_rope_head_dim,
+                                c->v_head_dim);
+}
+
+int cuda_model_attn_fwd(CudaModel *g, const GActs *t, cuda_bf16 *att, float *lse, Err *err) {
+    const ModelConfig *c = &g->cfg;
+    const int dn = c->qk_nope_head_dim;
+    CudaAttnLayout L = attn_layout(g);
+    if (!g->nseg) return cuda_attn_fwd(g->s, &L, c->softmax_scale, t->q, t->k, t->kvb + dn, att, lse, err);
+    return cuda_attn_fwd_packed(g->s, &L, g->hseg, g->nseg, c->softmax_scale, t->q, t->k, t->kvb + dn, att, lse,
+                                g->pk_scratch, err);
+}
+
+int cuda_model_attn_bwd(CudaModel *g, const GActs *t, const cuda_bf16 *datt, GBack *d, Err *err) {
+    const ModelConfig *c = &g->cfg;
+    const int dn = c->qk_nope_head_dim;
+    CudaAttnLayout L = attn_layout(g);
+    if (!g->nseg)
+        return cuda_attn_bwd(g->s, &L, c->softmax_scale, t->q, t->k, t->kvb + dn, t->att, t->lse, datt, d->dq, d->dk,
+                             d->dkvb + dn, CUDA_BF16, d->attn_scratch, err);
+    return cuda_attn_bwd_packed(g->s, &L, g->hseg, g->nseg, c->softmax_scale, t->q, t->k, t->kvb + dn, t->att, t->lse,
+                                datt, d->dq, d->dk, d->dkvb + dn, CUDA_BF16, g->pk_scratch, err);
+}
+
 /* Multi-head latent attention of layer l, as attn_fwd: t->xm = x + o_proj(attention(xn1)). */
-static int attn_fwd(CudaModel *g, int l, const Batch *b, Err *err) {
+static int attn_fwd(CudaModel *g, int l, int N, Err *err) {
     const ModelConfig *c = &g->cfg;
     const GLayer *w = &g->layers[l];
     GActs *t = &g->acts[l];
-    const int N = b->B * b->T, H = c->hidden_size, nh = c->num_attention_heads;
+    const int H = c->hidden_size, nh = c->num_attention_heads;
     const int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dqk = dn + dr, dv = c->v_head_dim;
     const int dc = c->kv_lora_rank, dq = c->q_lora_rank;
     CudaBlas *bl = g->blas;
@@ -245,8 +273,7 @@ static int attn_fwd(CudaModel *g, int l, const Batch *b, Err *err) {
     TRY(cuda_rope_apply(s, t->kva + dc, g->rcos, g->rsin, N, 1, 0, dc + dr, dr, 0, err));
     TRY(cuda_linear_fwd(bl, s, t->kvb, CUDA_BF16, t->ckv, w->kv_b, N, nh * (dn + dv), dc, 0, err));
     TRY(cuda_mla_keys(s, t->k, t->kvb, t->kva, N, nh, dn, dr, dv, dc, err));
-    CudaAttnLayout L = cuda_attn_layout_mla(b->B, b->T, nh, dn, dr, dv);
-    TRY(cuda_attn_fwd(s, &L, c->softmax_scale, t->q, t->k, t->kvb + dn, t->att, t->lse, err));
+    TRY(cuda_model_attn_fwd(g, t, t->att, t->lse, err));
     CU(cudaMemcpyAsync(t->xm, t->x, sizeof(cuda_bf16) * (size_t)N * H, cudaMemcpyDeviceToDevice, s));
     return cuda_linear_fwd(bl, s, t->xm, CUDA_BF16, t->att, w->o, N, H, nh * dv, 1, err);
 }
@@ -305,13 +332,13 @@ int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cu
 }
 
 /* One decoder layer: xm = x + attn(norm(x)); out = xm + mlp(norm(xm)). */
-static int layer_fwd(CudaModel *g, int l, const Batch *b, cuda_bf16 *out, int *load, Err *err) {
+static int layer_fwd(CudaModel *g, int l, int N, cuda_bf16 *out, int *load, Err *err) {
     const ModelConfig *c = &g->cfg;
     const GLayer *w = &g->layers[l];
     GActs *t = &g->acts[l];
-    const int N = b->B * b->T, H = c->hidden_size;
+    const int H = c->hidden_size;
     TRY(cuda_rmsnorm_fwd(g->s, t->xn1, t->rstd1, t->x, w->input_norm, N, H, H, H, c->rms_norm_eps, err));
-    TRY(attn_fwd(g, l, b, err));
+    TRY(attn_fwd(g, l, N, err));
     TRY(cuda_rmsnorm_fwd(g->s, t->xn2, t->rstd2, t->xm, w->post_norm, N, H, H, H, c->rms_norm_eps, err));
     CU(cudaMemcpyAsync(out, t->xm, sizeof(cuda_bf16) * (size_t)N * H, cudaMemcpyDeviceToDevice, g->s));
     if (w->moe) return cuda_model_moe(g, l, t, t->xn2, N, out, load, 0, err);
@@ -319,26 +346,43 @@ static int layer_fwd(CudaModel *g, int l, const Batch *b, cuda_bf16 *out, int *l
                       c->intermediate_size, err);
 }
 
-/* The host checks of model_forward (batch_check), then ids, targets and the rope
- * tables of positions 0..T-1 to the device. */
-static int batch_upload(CudaModel *g, const Batch *b, Err *err) {
+/* Token checks (ids and targets in the vocabulary), then ids, targets and the rope
+ * tables of the positions already in g->hpos to the device. */
+static int tokens_upload(CudaModel *g, const int *ids, const int *targets, int N, Err *err) {
     const ModelConfig *c = &g->cfg;
-    const int N = b->B * b->T, dr2 = c->qk_rope_head_dim / 2;
+    const int dr2 = c->qk_rope_head_dim / 2;
     for (int i = 0; i < N; i++) {
-        if (b->ids[i] < 0 || b->ids[i] >= c->vocab_size)
+        if (ids[i] < 0 || ids[i] >= c->vocab_size)
             return err_set(err, ERR_INPUT, "cuda model: token id %d at position %d is outside the vocabulary [0, %d)",
-                           b->ids[i], i, c->vocab_size);
-        if (b->targets && b->targets[i] >= c->vocab_size)
+                           ids[i], i, c->vocab_size);
+        if (targets && targets[i] >= c->vocab_size)
             return err_set(err, ERR_INPUT, "cuda model: target id %d at position %d is outside the vocabulary",
-                           b->targets[i], i);
-        g->hpos[i] = i % b->T;
-        g->htgt[i] = b->targets ? b->targets[i] : -1;
+                           targets[i], i);
+        g->htgt[i] = targets ? targets[i] : -1;
     }
     rope_table(g->hcs, g->hsn, g->hpos, g->inv_freq, c->rope_amplitude, N, c->qk_rope_head_dim);
-    CU(cudaMemcpyAsync(g->ids, b->ids, sizeof(int) * N, cudaMemcpyHostToDevice, g->s));
+    CU(cudaMemcpyAsync(g->ids, ids, sizeof(int) * N, cudaMemcpyHostToDevice, g->s));
     CU(cudaMemcpyAsync(g->targets, g->htgt, sizeof(int) * N, cudaMemcpyHostToDevice, g->s));
     CU(cudaMemcpyAsync(g->rcos, g->hcs, sizeof(float) * N * dr2, cudaMemcpyHostToDevice, g->s));
     CU(cudaMemcpyAsync(g->rsin, g->hsn, sizeof(float) * N * dr2, cudaMemcpyHostToDevice, g->s));
+    return 0;
+}
+
+/* The forward of N uploaded tokens in the layout of g->lastB/lastT/nseg. */
+static int forward_run(CudaModel *g, int N, float temperature, float *logp, float *entropy, int *load, Err *err) {
+    const ModelConfig *c = &g->cfg;
+    const int H = c->hidden_size, L = c->num_hidden_layers, E = c->n_routed_experts;
+    g->temperature = temperature;
+    TRY(cuda_embed_rows(g->s, g->acts[0].x, g->embed, g->ids, N, H, err));
+    if (load && E) memset(load, 0, sizeof(int) * L * E);
+    for (int l = 0; l < L; l++)
+        TRY(layer_fwd(g, l, N, l + 1 < L ? g->acts[l + 1].x : g->xout, load && E ? load + l * E : NULL, err));
+    TRY(cuda_rmsnorm_fwd(g->s, g->xfn, g->rstdf, g->xout, g->final_norm, N, H, H, H, c->rms_norm_eps, err));
+    TRY(cuda_head_fwd(g->blas, g->s, g->xfn, g->lm_head, g->targets, N, H, c->vocab_size, temperature, g->logp, g->hlse,
+                      g->ent, g->head_scratch, g->head_chunk, err));
+    if (logp) CU(cudaMemcpyAsync(logp, g->logp, sizeof(float) * N, cudaMemcpyDeviceToHost, g->s));
+    if (entropy) CU(cudaMemcpyAsync(entropy, g->ent, sizeof(float) * N, cudaMemcpyDeviceToHost, g->s));
+    CU(cudaStreamSynchronize(g->s));  // also where a fault inside any kernel above shows up
     return 0;
 }
 
@@ -350,19 +394,59 @@ int cuda_model_forward(CudaModel *g, const Batch *b, float temperature, float *l
     if (b->T > c->max_position_embeddings)
         return err_set(err, ERR_INPUT, "cuda model: sequence length %d exceeds max_position_embeddings %d", b->T,
                        c->max_position_embeddings);
-    const int N = b->B * b->T, H = c->hidden_size, L = c->num_hidden_layers, E = c->n_routed_experts;
+    const int N = b->B * b->T;
     TRY(acts_ensure(g, N, err));
-    TRY(batch_upload(g, b, err));
-    g->temperature = temperature, g->lastB = b->B, g->lastT = b->T;
-    TRY(cuda_embed_rows(g->s, g->acts[0].x, g->embed, g->ids, N, H, err));
-    if (load && E) memset(load, 0, sizeof(int) * L * E);
-    for (int l = 0; l < L; l++)
-        TRY(layer_fwd(g, l, b, l + 1 < L ? g->acts[l + 1].x : g->xout, load && E ? load + l * E : NULL, err));
-    TRY(cuda_rmsnorm_fwd(g->s, g->xfn, g->rstdf, g->xout, g->final_norm, N, H, H, H, c->rms_norm_eps, err));
-    TRY(cuda_head_fwd(g->blas, g->s, g->xfn, g->lm_head, g->targets, N, H, c->vocab_size, temperature, g->logp, g->hlse,
-                      g->ent, g->head_scratch, g->head_chunk, err));
-    if (logp) CU(cudaMemcpyAsync(logp, g->logp, sizeof(float) * N, cudaMemcpyDeviceToHost, g->s));
-    if (entropy) CU(cudaMemcpyAsync(entropy, g->ent, sizeof(float) * N, cudaMemcpyDeviceToHost, g->s));
-    CU(cudaStreamSynchronize(g->s));  // also where a fault inside any kernel above shows up
+    for (int i = 0; i < N; i++) g->hpos[i] = i % b->T;
+    TRY(tokens_upload(g, b->ids, b->targets, N, err));
+    g->lastB = b->B, g->lastT = b->T, g->nseg = 0;
+    return forward_run(g, N, temperature, logp, entropy, load, err);
+}
+
+/* model_forward_packed's checks (packed_check): segments continue one another and
+ * cover the tokens, a prefix is an earlier root, positions stay in the context. */
+static int packed_check(const CudaModel *g, const PackedBatch *pb, Err *err) {
+    if (pb->ntok <= 0 || pb->nseg <= 0)
+        return err_set(err, ERR_INPUT, "cuda model: empty packed batch (%d tokens, %d segments)", pb->ntok, pb->nseg);
+    for (int s = 0, at = 0; s < pb->nseg; s++) {
+        const PackSeg *q = &pb->seg[s];
+        if (q->start != at || q->len <= 0 || q->start + q->len > pb->ntok)
+            return err_set(err, ERR_INPUT, "cuda model: packed segment %d (start %d, len %d) does not continue at token %d",
+                           s, q->start, q->len, at);
+        if (q->prefix >= s || q->prefix < -1 || (q->prefix >= 0 && pb->seg[q->prefix].prefix != -1))
+            return err_set(err, ERR_INPUT, "cuda model: packed segment %d names prefix %d, not an earlier root segment",
+                           s, q->prefix);
+        const int plen = q->prefix >= 0 ? pb->seg[q->prefix].len : 0;
+        if (plen + q->len > g->cfg.max_position_embeddings)
+            return err_set(err, ERR_INPUT, "cuda model: packed segment %d reaches position %d, beyond max_position_embeddings %d",
+                           s, plen + q->len, g->cfg.max_position_embeddings);
+        at += q->len;
+        if (s == pb->nseg - 1 && at != pb->ntok)
+            return err_set(err, ERR_INPUT, "cuda model: packed segments cover %d of %d tokens", at, pb->ntok);
+    }
     return 0;
+}
+
+int cuda_model_forward_packed(CudaModel *g, const PackedBatch *pb, float temperature, float *logp, float *entropy,
+                              int *load, Err *err) {
+    if (!(temperature > 0)) return err_set(err, ERR_INPUT, "cuda model: temperature must be > 0 (got %g)", temperature);
+    TRY(packed_check(g, pb, err));
+    const int N = pb->ntok, nh = g->cfg.num_attention_heads;
+    TRY(acts_ensure(g, N, err));
+    if (pb->nseg > g->segcap) g->segcap = pb->nseg, g->hseg = xrealloc(g->hseg, sizeof *g->hseg * g->segcap);
+    for (int s = 0; s < pb->nseg; s++) {
+        const PackSeg *q = &pb->seg[s];
+        const int plen = q->prefix >= 0 ? pb->seg[q->prefix].len : 0;
+        g->hseg[s] = (CudaAttnSeg){q->start, q->len, q->prefix};
+        for (int i = 0; i < q->len; i++) g->hpos[q->start + i] = plen + i;
+    }
+    const size_t need = cuda_attn_packed_scratch_bytes(N, pb->nseg, nh);
+    if (need > g->pk_bytes) {
+        if (g->pk_scratch) cudaFree(g->pk_scratch);
+        g->pk_scratch = NULL, g->pk_bytes = 0;
+        CU(cudaMalloc(&g->pk_scratch, need));
+        g->pk_bytes = need;
+    }
+    TRY(tokens_upload(g, pb->ids, pb->targets, N, err));
+    g->lastB = 1, g->lastT = N, g->nseg = pb->nseg;
+    return forward_run(g, N, temperature, logp, entropy, load, err);
 }

@@ -7,11 +7,12 @@
  * an fp32 master copy (what AdamW will update), and the saved activations of the last
  * training forward, layer by layer, in the CPU's order, so that the backward can follow.
  *
- * Here so far: the training forward and backward over a padded batch (model_forward's
- * and model_backward's contracts), gradients in fp32 on the device; incremental
- * decoding over a paged latent cache (model_extend's contract, model_cuda_decode.c).
- * Not yet: packed batches, MTP, the optimizer step, sampling on the device.
- * Written without a GPU (none was lent): not executed yet. */
+ * Here: the training forward and backward over a padded or a packed batch
+ * (model_forward's, model_forward_packed's and the backwards' contracts), gradients in
+ * fp32 on the device; incremental decoding over a paged latent cache (model_extend's
+ * contract, model_cuda_decode.c). AdamW is rl/optim_cuda.h, sampling
+ * kernels/cuda/sample.h (driven by rl/rollout_cuda.c). Not here: MTP.
+ * Written without a GPU (none was lent): run under tests/cuda/emu only so far. */
 #ifndef GRPO_MODEL_CUDA_H
 #define GRPO_MODEL_CUDA_H
 
@@ -33,9 +34,17 @@ int cuda_model_upload_span(CudaModel *g, const Model *m, size_t offset, size_t n
 int cuda_model_forward(CudaModel *g, const Batch *b, float temperature, float *logp, float *entropy, int *load,
                        Err *err);
 
+/* The same over a packed batch (model_forward_packed's contract): logp/entropy [ntok].
+ * Each segment's prefix is computed once, as on the CPU. */
+int cuda_model_forward_packed(CudaModel *g, const PackedBatch *pb, float temperature, float *logp, float *entropy,
+                              int *load, Err *err);
+
 /* Backward of the last cuda_model_forward (same batch): dlogp, dentropy host [B*T]
  * (dentropy may be NULL). Adds into the device gradients (fp32, zeroed on first use). */
 int cuda_model_backward(CudaModel *g, const Batch *b, const float *dlogp, const float *dentropy, Err *err);
+/* Backward of the last cuda_model_forward_packed (same packed batch): dlogp, dentropy [ntok]. */
+int cuda_model_backward_packed(CudaModel *g, const PackedBatch *pb, const float *dlogp, const float *dentropy,
+                               Err *err);
 int cuda_model_zero_grads(CudaModel *g, Err *err);
 /* Copies the gradients to host [numel] (Model.params' offsets; 0 where none). */
 int cuda_model_grads_download(CudaModel *g, float *host, Err *err);

@@ -136,44 +136,39 @@ static int latent_bwd(CudaModel *g, int l, int N, Err *err) {
 }
 
 /* attn_bwd: d->dxn = d/d(xn1) from dout = d(xm). */
-static int attn_bwd(CudaModel *g, int l, int B, int T, const cuda_bf16 *dout, Err *err) {
+static int attn_bwd(CudaModel *g, int l, int N, const cuda_bf16 *dout, Err *err) {
     const ModelConfig *c = &g->cfg;
     const GLayer *w = &g->layers[l];
     const GActs *t = &g->acts[l];
     GBack *d = &g->bk;
-    const int N = B * T, H = c->hidden_size, nh = c->num_attention_heads, dn = c->qk_nope_head_dim;
-    const int dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const int H = c->hidden_size, nh = c->num_attention_heads, dv = c->v_head_dim;
     TRY(cuda_linear_bwd_x(g->blas, g->s, d->datt, CUDA_BF16, dout, w->o, N, H, nh * dv, 0, err));
     TRY(cuda_linear_bwd_w(g->blas, g->s, G(g, w->o), dout, t->att, N, H, nh * dv, err));
-    CudaAttnLayout L = cuda_attn_layout_mla(B, T, nh, dn, dr, dv);
-    TRY(cuda_attn_bwd(g->s, &L, c->softmax_scale, t->q, t->k, t->kvb + dn, t->att, t->lse, d->datt, d->dq, d->dk,
-                      d->dkvb + dn, CUDA_BF16, d->attn_scratch, err));
+    TRY(cuda_model_attn_bwd(g, t, d->datt, d, err));
     return latent_bwd(g, l, N, err);
 }
 
 /* layer_bwd: d->dres holds d(out) on entry and d(x) on return. */
-static int layer_bwd(CudaModel *g, int l, int B, int T, Err *err) {
+static int layer_bwd(CudaModel *g, int l, int N, Err *err) {
     const ModelConfig *c = &g->cfg;
     const GLayer *w = &g->layers[l];
     const GActs *t = &g->acts[l];
     GBack *d = &g->bk;
-    const int N = B * T, H = c->hidden_size;
+    const int H = c->hidden_size;
     if (w->moe) TRY(moe_bwd(g, l, N, d->dres, err));
     else TRY(swiglu_mlp_bwd(g, d->dres, t->xn2, w->mlp_gate, w->mlp_up, w->mlp_down, t->g, t->u, t->h, d->dxn, 0, N,
                             c->intermediate_size, err));
     TRY(cuda_rmsnorm_bwd(g->s, d->dres, G(g, w->post_norm), d->dxn, t->xm, w->post_norm, t->rstd2, N, H, H, H, 1, err));
-    TRY(attn_bwd(g, l, B, T, d->dres, err));
+    TRY(attn_bwd(g, l, N, d->dres, err));
     return cuda_rmsnorm_bwd(g->s, d->dres, G(g, w->input_norm), d->dxn, t->x, w->input_norm, t->rstd1, N, H, H, H, 1,
                             err);
 }
 
-int cuda_model_backward(CudaModel *g, const Batch *b, const float *dlogp, const float *dentropy, Err *err) {
+/* The backward of the last forward over its N tokens. */
+static int backward_run(CudaModel *g, int N, const float *dlogp, const float *dentropy, Err *err) {
     const ModelConfig *c = &g->cfg;
-    if (b->B != g->lastB || b->T != g->lastT)
-        return err_set(err, ERR_INPUT, "cuda model: backward of a %d x %d batch after a forward of %d x %d", b->B, b->T,
-                       g->lastB, g->lastT);
     if (!g->grads) TRY(cuda_model_zero_grads(g, err));
-    const int N = b->B * b->T, H = c->hidden_size, L = c->num_hidden_layers;
+    const int H = c->hidden_size, L = c->num_hidden_layers;
     GBack *d = &g->bk;
     CU(cudaMemcpyAsync(d->dlogp, dlogp, sizeof(float) * N, cudaMemcpyHostToDevice, g->s));
     if (dentropy) CU(cudaMemcpyAsync(d->dent, dentropy, sizeof(float) * N, cudaMemcpyHostToDevice, g->s));
@@ -182,8 +177,23 @@ int cuda_model_backward(CudaModel *g, const Batch *b, const float *dlogp, const 
                       g->head_chunk, err));
     TRY(cuda_rmsnorm_bwd(g->s, d->dres, G(g, g->final_norm), d->dxfn, g->xout, g->final_norm, g->rstdf, N, H, H, H, 0,
                          err));
-    for (int l = L - 1; l >= 0; l--) TRY(layer_bwd(g, l, b->B, b->T, err));
+    for (int l = L - 1; l >= 0; l--) TRY(layer_bwd(g, l, N, err));
     TRY(cuda_embed_rows_bwd(g->s, G(g, g->embed), d->dres, g->ids, N, H, err));
     CU(cudaStreamSynchronize(g->s));  // dlogp/dentropy were read from host memory; faults show here
     return 0;
+}
+
+int cuda_model_backward(CudaModel *g, const Batch *b, const float *dlogp, const float *dentropy, Err *err) {
+    if (g->nseg || b->B != g->lastB || b->T != g->lastT)
+        return err_set(err, ERR_INPUT, "cuda model: backward of a %d x %d batch after a forward of %s %d x %d", b->B,
+                       b->T, g->nseg ? "a packed" : "a", g->lastB, g->lastT);
+    return backward_run(g, b->B * b->T, dlogp, dentropy, err);
+}
+
+int cuda_model_backward_packed(CudaModel *g, const PackedBatch *pb, const float *dlogp, const float *dentropy,
+                               Err *err) {
+    if (!g->nseg || pb->ntok != g->lastT || pb->nseg != g->nseg)
+        return err_set(err, ERR_INPUT, "cuda model: backward of a packed batch of %d tokens in %d segments after a "
+                       "forward of %d x %d (%d segments)", pb->ntok, pb->nseg, g->lastB, g->lastT, g->nseg);
+    return backward_run(g, pb->ntok, dlogp, dentropy, err);
 }

@@ -5,6 +5,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "kernels/cuda/attn.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/moe.h"
 #include "model/cuda/model_cuda.h"
@@ -90,7 +91,11 @@ struct CudaModel {
     int *hpos, *htgt;       /* host [N] */
     float *hcs, *hsn;       /* host [N, d_r/2] */
     float temperature;      /* of the last forward */
-    int lastB, lastT;       /* its batch shape */
+    int lastB, lastT;       /* its batch shape: padded B x T, or 1 x tokens when packed */
+    CudaAttnSeg *hseg;      /* host [nseg]: the last forward's segments when packed (nseg > 0) */
+    int nseg, segcap;
+    void *pk_scratch;       /* device work tables of the packed attention calls */
+    size_t pk_bytes;
     float *grads;           /* [numel] fp32, Model.params' offsets; NULL until the first backward */
     GBack bk;               /* backward buffers, in the arena */
 };
@@ -103,6 +108,10 @@ int cuda_model_swiglu(CudaModel *g, cuda_bf16 *out, int accumulate, const cuda_b
  * synchronisation, no counts on the host for a backward, load must be NULL): decode steps. */
 int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cuda_bf16 *out, int *load, int on_device,
                    Err *err);
+
+/* The attention core of the last forward's layout (padded or packed), forward and backward. */
+int cuda_model_attn_fwd(CudaModel *g, const GActs *t, cuda_bf16 *att, float *lse, Err *err);
+int cuda_model_attn_bwd(CudaModel *g, const GActs *t, const cuda_bf16 *datt, GBack *d, Err *err);
 
 /* Bump allocation in one device block: lay out once with base NULL to measure, then
  * again over a block of the measured size (cuda_model_carve, model_cuda.c). */

@@ -64,20 +64,38 @@ static void round_params_bf16(Model *m) {
     for (size_t i = 0; i < m->numel; i++) m->params[i] = bf16_to_f32(bf16_from_f32(m->params[i]));
 }
 
-/* Compares one forward at one temperature; ids/targets [B*T]. */
-static void compare(const char *name, Model *m, CudaModel *g, const Batch *b, float temp) {
+/* The forward and backward on either side, of the padded batch b or, when pk is
+ * not NULL, of the packed batch pk. */
+static int cpu_fwd(Model *m, const Batch *b, const PackedBatch *pk, float t, float *lp, float *en, Err *err) {
+    return pk ? model_forward_packed(m, pk, t, lp, en, err) : model_forward(m, b, t, lp, en, err);
+}
+static void cpu_bwd(Model *m, const Batch *b, const PackedBatch *pk, const float *dl, const float *de) {
+    if (pk) model_backward_packed(m, pk, dl, de);
+    else model_backward(m, b, dl, de);
+}
+static int gpu_fwd(CudaModel *g, const Batch *b, const PackedBatch *pk, float t, float *lp, float *en, int *load,
+                   Err *err) {
+    return pk ? cuda_model_forward_packed(g, pk, t, lp, en, load, err) : cuda_model_forward(g, b, t, lp, en, load, err);
+}
+static int gpu_bwd(CudaModel *g, const Batch *b, const PackedBatch *pk, const float *dl, const float *de, Err *err) {
+    return pk ? cuda_model_backward_packed(g, pk, dl, de, err) : cuda_model_backward(g, b, dl, de, err);
+}
+
+/* Compares one forward at one temperature; ids/targets [B*T] (or pk's [ntok]). */
+static void compare(const char *name, Model *m, CudaModel *g, const Batch *b, const PackedBatch *pk, float temp) {
     Err err = {0};
-    const int N = b->B * b->T, L = m->cfg.num_hidden_layers, E = m->cfg.n_routed_experts;
+    const int N = pk ? pk->ntok : b->B * b->T, L = m->cfg.num_hidden_layers, E = m->cfg.n_routed_experts;
+    const int *targets = pk ? pk->targets : b->targets;
     float *lc = malloc(sizeof(float) * N), *ec = malloc(sizeof(float) * N);
     float *lg = malloc(sizeof(float) * N), *eg = malloc(sizeof(float) * N);
     int *load = calloc((size_t)L * (E ? E : 1), sizeof(int));
     float *saved = malloc(sizeof(float) * m->numel), *en = malloc(sizeof(float) * N);
     memcpy(saved, m->params, sizeof(float) * m->numel);
     nudge_params(m, 99);
-    OK(model_forward(m, b, temp, lc, en, &err));
+    OK(cpu_fwd(m, b, pk, temp, lc, en, &err));
     memcpy(m->params, saved, sizeof(float) * m->numel);
-    OK(model_forward(m, b, temp, lc, ec, &err));  // last, so the router load is the unmoved model's
-    OK(cuda_model_forward(g, b, temp, lg, eg, load, &err));
+    OK(cpu_fwd(m, b, pk, temp, lc, ec, &err));  // last, so the router load is the unmoved model's
+    OK(gpu_fwd(g, b, pk, temp, lg, eg, load, &err));
     double el = nmse(lg, lc, N), ee = nmse(eg, ec, N), es = nmse(en, ec, N);
     double eb = sens_bound(es, 2e-3);
     printf("%s, T=%.1f: nmse log-prob %.2e, entropy %.2e (CPU nudged by a bf16 rounding: %.2e)\n", name, temp, el, ee,
@@ -86,7 +104,7 @@ static void compare(const char *name, Model *m, CudaModel *g, const Batch *b, fl
     CHECK(ee <= eb, "%s: entropy nmse %.3e > %.3e", name, ee, eb);
     free(saved), free(en);
     int zero_ok = 1;
-    for (int i = 0; i < N; i++) zero_ok &= b->targets[i] >= 0 || lg[i] == 0.0f;
+    for (int i = 0; i < N; i++) zero_ok &= targets[i] >= 0 || lg[i] == 0.0f;
     CHECK(zero_ok, "%s: a position with target -1 has a non-zero log-prob", name);
     if (E) {
         long diff = 0, total = 0;
@@ -106,9 +124,10 @@ static void sq_err(const float *out, const float *ref, size_t n, double *num, do
     }
 }
 
-static void compare_grads(const char *name, Model *m, CudaModel *g, const Batch *b, uint64_t seed) {
+static void compare_grads(const char *name, Model *m, CudaModel *g, const Batch *b, const PackedBatch *pk,
+                          uint64_t seed) {
     Err err = {0};
-    const int N = b->B * b->T;
+    const int N = pk ? pk->ntok : b->B * b->T;
     float *lp = malloc(sizeof(float) * N), *dl = malloc(sizeof(float) * N), *de = malloc(sizeof(float) * N);
     uint64_t st = seed;
     for (int i = 0; i < N; i++) dl[i] = rand_normal(&st), de[i] = 0.3f * rand_normal(&st);
@@ -117,16 +136,16 @@ static void compare_grads(const char *name, Model *m, CudaModel *g, const Batch 
     memcpy(saved, m->params, sizeof(float) * m->numel);
     nudge_params(m, seed + 1);
     model_zero_grads(m);
-    OK(model_forward(m, b, 0.9f, lp, NULL, &err));
-    model_backward(m, b, dl, de);
+    OK(cpu_fwd(m, b, pk, 0.9f, lp, NULL, &err));
+    cpu_bwd(m, b, pk, dl, de);
     memcpy(gn, m->grads, sizeof(float) * m->numel);
     memcpy(m->params, saved, sizeof(float) * m->numel);
     model_zero_grads(m);
-    OK(model_forward(m, b, 0.9f, lp, NULL, &err));
-    model_backward(m, b, dl, de);
+    OK(cpu_fwd(m, b, pk, 0.9f, lp, NULL, &err));
+    cpu_bwd(m, b, pk, dl, de);
     OK(cuda_model_zero_grads(g, &err));
-    OK(cuda_model_forward(g, b, 0.9f, lp, NULL, NULL, &err));
-    OK(cuda_model_backward(g, b, dl, de, &err));
+    OK(gpu_fwd(g, b, pk, 0.9f, lp, NULL, NULL, &err));
+    OK(gpu_bwd(g, b, pk, dl, de, &err));
     float *gg = malloc(sizeof(float) * m->numel);
     OK(cuda_model_grads_download(g, gg, &err));
     double xn = 0, xd = 0, sn = 0, sd = 0, worst = 0;  // routed experts together: GPU and nudged sums
@@ -211,9 +230,23 @@ static void run_model(const char *name, Model *m, uint64_t seed) {
     for (int i = 0; i < N; i++) ids[i] = (int)(rng_next(&st) % (uint64_t)V);
     for (int i = 0; i < N; i++) tg[i] = (i % 11 == 5) ? -1 : (i % 2 ? ids[(i + 1) % N] : (int)(rng_next(&st) % (uint64_t)V));
     Batch b = {B, T, ids, tg, NULL};
-    compare(name, m, g, &b, 1.0f);
-    compare(name, m, g, &b, 0.7f);
-    compare_grads(name, m, g, &b, seed + 100);
+    compare(name, m, g, &b, NULL, 1.0f);
+    compare(name, m, g, &b, NULL, 0.7f);
+    compare_grads(name, m, g, &b, NULL, seed + 100);
+    /* packed: a prompt shared by three completions (one of one token), a root alone,
+     * a short prompt with a long completion; the same tokens */
+    const PackSeg seg[] = {{0, 11, -1}, {11, 9, 0}, {20, 1, 0}, {21, 20, -1}, {41, 6, -1}, {47, 40, 4}, {87, 24, 0}};
+    char pname[128];
+    snprintf(pname, sizeof pname, "%s, packed", name);
+    PackedBatch pk = {111, (int)(sizeof seg / sizeof *seg), ids, tg, seg};
+    compare(pname, m, g, NULL, &pk, 1.0f);
+    compare_grads(pname, m, g, NULL, &pk, seed + 300);
+    /* a backward must follow a forward of the same layout */
+    OK(cuda_model_forward(g, &b, 1.0f, NULL, NULL, NULL, &err));
+    float *z = calloc(N, sizeof(float));
+    CHECK(cuda_model_backward_packed(g, &pk, z, NULL, &err) == -1 && err.code == ERR_INPUT,
+          "%s: a packed backward after a padded forward is refused", name);
+    free(z);
     compare_decode(name, m, g, seed + 200);
     // Bad input is refused before anything runs on the GPU.
     ids[7] = V;
