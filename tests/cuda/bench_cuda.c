@@ -168,6 +168,78 @@ static void bench_attn(int T) {
     cudaFree(a.dq), cudaFree(a.dk), cudaFree(a.dkvb), cudaFree(a.scratch);
 }
 
+/* A GRPO micro-batch, packed: a prompt of `prompt` tokens shared by G completions of `comp`
+ * (the prompt once; same heads as bench_attn). */
+typedef struct PackCtx { AttnCtx a; CudaAttnSeg seg[65]; int nseg; } PackCtx;
+static int run_packed_fwd(void *p) {
+    PackCtx *c = p;
+    AttnCtx *a = &c->a;
+    return cuda_attn_fwd_packed(0, &a->L, c->seg, c->nseg, a->scale, a->q, a->k, (cuda_bf16 *)a->kvb + 128, a->o,
+                                a->lse, a->scratch, &err);
+}
+static int run_packed_bwd(void *p) {
+    PackCtx *c = p;
+    AttnCtx *a = &c->a;
+    return cuda_attn_bwd_packed(0, &a->L, c->seg, c->nseg, a->scale, a->q, a->k, (cuda_bf16 *)a->kvb + 128, a->o,
+                                a->lse, a->dout, a->dq, a->dk, (float *)a->dkvb + 128, CUDA_F32, a->scratch, &err);
+}
+
+static void bench_packed(int prompt, int G, int comp) {
+    static PackCtx c;
+    AttnCtx *a = &c.a;
+    char shape[96];
+    const int nh = 128, N = prompt + G * comp;
+    c.nseg = G + 1, c.seg[0] = (CudaAttnSeg){0, prompt, -1};
+    for (int g = 0; g < G; g++) c.seg[1 + g] = (CudaAttnSeg){prompt + g * comp, comp, 0};
+    a->L = cuda_attn_layout_mla(1, N, nh, 128, 64, 128);
+    a->scale = 0.1352338f;
+    a->q = dev_random(2L * N * nh * 192, 1.0f), a->k = dev_random(2L * N * nh * 192, 1.0f);
+    a->kvb = dev_random(2L * N * nh * 256, 1.0f), a->o = dev_alloc(2L * N * nh * 128);
+    a->lse = dev_alloc(4L * N * nh), a->dout = dev_random(2L * N * nh * 128, 1.0f);
+    a->dq = dev_alloc(4L * N * nh * 192), a->dk = dev_alloc(4L * N * nh * 192), a->dkvb = dev_alloc(4L * N * nh * 256);
+    a->scratch = dev_alloc(cuda_attn_packed_scratch_bytes(N, c.nseg, nh));
+    const double pairs = (double)prompt * (prompt + 1) / 2 + G * ((double)comp * prompt + (double)comp * (comp + 1) / 2);
+    const double fl = 2.0 * nh * pairs * (192 + 128);
+    snprintf(shape, sizeof shape, "%d + %d x %d tok packed, 128 heads", prompt, G, comp);
+    report("attn_fwd", shape, time_op(run_packed_fwd, &c), fl, 0);
+    report("attn_bwd", shape, time_op(run_packed_bwd, &c), 2.5 * fl, 0);
+    cudaFree(a->q), cudaFree(a->k), cudaFree(a->kvb), cudaFree(a->o), cudaFree(a->lse), cudaFree(a->dout);
+    cudaFree(a->dq), cudaFree(a->dk), cudaFree(a->dkvb), cudaFree(a->scratch);
+}
+
+/* The decoder's routed experts with counts on the device: `tokens` tokens, k experts each
+ * picked at random from E; bytes = the touched experts' weights (read once). */
+typedef struct ExpCtx { void *wg, *wu, *wd, *start, *xe, *eh, *ey, *w; int E, H, I; } ExpCtx;
+static int run_experts(void *p) {
+    ExpCtx *x = p;
+    return cuda_moe_experts_fwd(0, x->wg, x->wu, x->wd, x->start, x->xe, x->E, x->H, x->I, x->eh, x->ey, &err);
+}
+
+static void bench_experts(int E, int H, int I, int k, int tokens) {
+    ExpCtx x = {0};
+    x.E = E, x.H = H, x.I = I;
+    const long per = (long)H * I, rows = (long)tokens * k;
+    x.w = dev_random(2L * 3 * per * E, 0.02f);
+    const cuda_bf16 **pg = malloc(sizeof(void *) * E * 3);
+    for (int e = 0; e < E; e++)
+        pg[e] = (cuda_bf16 *)x.w + 3 * per * e, pg[E + e] = pg[e] + per, pg[2 * E + e] = pg[e] + 2 * per;
+    x.wg = dev_upload(pg, sizeof(void *) * E), x.wu = dev_upload(pg + E, sizeof(void *) * E);
+    x.wd = dev_upload(pg + 2 * E, sizeof(void *) * E);
+    int *count = calloc(E, sizeof(int)), *start = malloc(sizeof(int) * (E + 1)), touched = 0;
+    for (int t = 0; t < tokens; t++)
+        for (int j = 0; j < k; j++) count[(t * 7919 + j * 104729 + (int)(rng_next(&rng) % E)) % E]++;
+    start[0] = 0;
+    for (int e = 0; e < E; e++) start[e + 1] = start[e] + count[e], touched += count[e] > 0;
+    x.start = dev_upload(start, sizeof(int) * (E + 1));
+    x.xe = dev_random(2L * rows * H, 1.0f), x.eh = dev_alloc(2L * rows * I), x.ey = dev_alloc(2L * rows * H);
+    char shape[96];
+    snprintf(shape, sizeof shape, "%d tok x k %d, E %d (%d hit), %dx%d", tokens, k, E, touched, H, I);
+    report("moe experts", shape, time_op(run_experts, &x), 6.0 * rows * per, 2.0 * 3 * per * touched);
+    cudaFree(x.w), cudaFree(x.wg), cudaFree(x.wu), cudaFree(x.wd), cudaFree(x.start), cudaFree(x.xe);
+    cudaFree(x.eh), cudaFree(x.ey);
+    free(pg), free(count), free(start);
+}
+
 /* Decoding: nq sequences of len tokens each over a 64-token paged cache (V3: 128 heads, dc 512, dr 64). */
 static void bench_latent(int nq, int len) {
     AttnCtx a = {0};
@@ -272,6 +344,10 @@ int main(int argc, char **argv) {
     report("sample", "64 rows, V 129280, no filter", time_op(run_sample, &c), 0, 4.0 * c.M * c.N);
     cudaFree(c.a), cudaFree(c.b), cudaFree(c.c), cudaFree(c.d), cudaFree(c.e), cudaFree(c.f);
     bench_attn(4096);
+    bench_packed(256, 8, 1024);
+    bench_experts(64, 768, 384, 4, 1);    /* dsv3-1b-a200m decoding, batch 1 and 64 */
+    bench_experts(64, 768, 384, 4, 64);
+    bench_experts(256, 7168, 2048, 8, 1); /* DeepSeek-V3 */
     bench_latent(64, 4096);
     bench_latent(1, 32768);
     cuda_blas_free(c.h);
