@@ -97,6 +97,8 @@ CudaModelBuffers cuda_model_buffers(CudaModel *g) {
 }
 
 const ModelConfig *cuda_model_config(const CudaModel *g) { return &g->cfg; }
+void cuda_model_set_graphs(CudaModel *g, int on) { g->graphs = on; }
+int cuda_model_graphs(const CudaModel *g) { return g->graphs; }
 
 int cuda_model_download(CudaModel *g, float *host, Err *err) {
     CU(cudaStreamSynchronize(g->s));
@@ -109,6 +111,8 @@ CudaModel *cuda_model_new(const Model *m, Err *err) {
     CudaModel *g = xcalloc(1, sizeof *g);
     g->cfg = m->cfg;
     g->numel = m->numel;
+    const char *ge = getenv("GRPO_CUDA_GRAPHS");
+    g->graphs = !(ge && !strcmp(ge, "0"));
     cudaError_t e = cudaStreamCreateWithFlags(&g->s, cudaStreamNonBlocking);
     if (e == cudaSuccess) e = cudaMalloc((void **)&g->w16, sizeof(cuda_bf16) * g->numel);
     if (e == cudaSuccess) e = cudaMalloc((void **)&g->master, sizeof(float) * g->numel);

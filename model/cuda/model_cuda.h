@@ -78,6 +78,11 @@ int cuda_kvcache_copy(const CudaModel *g, CudaKvCache *kv, int dst, int src, Err
  * or of every new token [sum ntok, V] with all_logits. load: router load [L, E] or NULL. */
 int cuda_model_extend(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
                       float *logits, int all_logits, int *load, Err *err);
+/* Decode steps (one new token per sequence, no router load) as CUDA graphs: on by
+ * default, off with GRPO_CUDA_GRAPHS=0 in the environment or here (and by itself
+ * after a capture that fails). The results are the same either way, bit for bit. */
+void cuda_model_set_graphs(CudaModel *g, int on);
+int cuda_model_graphs(const CudaModel *g);
 /* The same with the logits left on the device: written to logits (device, [rows, V]),
  * or, when NULL, to the cache's own buffer, valid until the next call. Asynchronous
  * on the model's stream (load, when asked, is filled before it returns). */

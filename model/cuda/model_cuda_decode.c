@@ -5,10 +5,18 @@
  * context mapped out through W_UV (one strided-batched product over heads each), and
  * cuda_latent_attend reads each sequence's pages once for all heads.
  *
+ * Decode steps (one new token per sequence, no router load asked) run as CUDA
+ * graphs: the step's inputs are uploaded into fixed buffers first, then one graph
+ * per (batch size, length bucket, logits buffer) is captured on first use and
+ * replayed; the attention's split count follows the bucket (the longest sequence
+ * rounded up to 128 tokens), so a graph serves 128 steps. Capture that fails turns
+ * graphs off for the model (a note on stderr) and the step runs as plain launches.
+ *
  * Pages: each slot owns max_len/P pages of its own, fixed at creation (a page table
  * that never changes); sharing a prompt's pages between the G slots of a group, and
  * a free list, are not done: kvcache_copy copies. Buffers for up to `cap` new
  * tokens grow and are kept, so a decode step allocates nothing once warm. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +29,8 @@
 #include "kernels/cuda/norm.h"
 #include "kernels/cuda/rope.h"
 #include "model/cuda/model_cuda_impl.h"
+
+enum { KV_GRAPHS = 32, LEN_BUCKET = 128 }; /* graphs kept per cache (least recently used replaced) */
 
 struct CudaKvCache {
     int nslots, max_len, P, max_pages, L;
@@ -40,6 +50,9 @@ struct CudaKvCache {
     GActs mlp;                /* MLP buffers (g/u/h, routing, experts) for cap tokens */
     void *attend_scratch;
     size_t attend_bytes;
+    struct { int N, bucket; float *out; cudaGraphExec_t exec; long used; } graph[KV_GRAPHS];
+    int ngraph;
+    long tick;
 };
 
 static CudaLatentCache layer_cache(const CudaModel *g, const CudaKvCache *kv, int l) {
@@ -75,7 +88,13 @@ CudaKvCache *cuda_kvcache_new(const CudaModel *g, int nslots, int max_len, int p
     return kv;
 }
 
+static void graphs_clear(CudaKvCache *kv) { /* they bake in the work buffers' addresses */
+    for (int i = 0; i < kv->ngraph; i++) cudaGraphExecDestroy(kv->graph[i].exec);
+    kv->ngraph = 0;
+}
+
 static void work_release(CudaKvCache *kv) {
+    graphs_clear(kv);
     free(kv->mlp.hcount), free(kv->mlp.hstart), free(kv->hseq), free(kv->hpos), free(kv->hlen1);
     free(kv->hcs), free(kv->hsn);
     if (kv->arena) cudaFree(kv->arena);
@@ -236,34 +255,87 @@ static int extend_plan(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots
     return 0;
 }
 
-int cuda_model_extend_dev(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
-                          float *logits, int all_logits, int *load, Err *err) {
+/* The device work of one extend after extend_plan: embedding, layers, norm, and the
+ * logits of each sequence's last new token (or of every token) into out. When every
+ * sequence has one new token (N == nseq) ntok is not read: a graph captures this. */
+static int dec_run(CudaModel *g, CudaKvCache *kv, int nseq, const int *ntok, int N, int max_len, float *out,
+                   int all_logits, int *load, Err *err) {
     const ModelConfig *c = &g->cfg;
     const int H = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers, E = c->n_routed_experts;
-    int N = 0, max_len = 0;
-    TRY(extend_plan(g, kv, nseq, slots, ntok, ids, &N, &max_len, err));
     TRY(cuda_embed_rows(g->s, kv->x, g->embed, kv->ids, N, H, err));
     if (load && E) memset(load, 0, sizeof(int) * L * E);
     for (int l = 0; l < L; l++) TRY(dec_layer(g, kv, l, N, max_len, load && E ? load + l * E : NULL, err));
-    for (int i = 0; i < nseq; i++) kv->len[slots[i]] += ntok[i];
     TRY(cuda_rmsnorm_fwd(g->s, kv->xn, NULL, kv->x, g->final_norm, N, H, H, H, c->rms_norm_eps, err));
     const cuda_bf16 *xs = kv->xn;
-    int rows = N;
-    if (!all_logits) {  // each sequence's last new token
+    int rows = all_logits ? N : nseq;
+    if (!all_logits && N != nseq) {  // each sequence's last new token
         for (int i = 0, n = 0; i < nseq; i++) {
             n += ntok[i];
             CU(cudaMemcpyAsync(kv->last + (long)i * H, kv->xn + (long)(n - 1) * H, sizeof(cuda_bf16) * H,
                                cudaMemcpyDeviceToDevice, g->s));
         }
-        xs = kv->last, rows = nseq;
+        xs = kv->last;
     }
+    return cuda_linear_fwd(g->blas, g->s, out, CUDA_F32, xs, g->lm_head, rows, V, H, 0, err);
+}
+
+/* A decode step as a CUDA graph: captured on first use of (N, bucket, out), then replayed. */
+static int graph_step(CudaModel *g, CudaKvCache *kv, int N, int bucket, float *out, Err *err) {
+    int k = -1;
+    for (int i = 0; i < kv->ngraph && k < 0; i++)
+        if (kv->graph[i].N == N && kv->graph[i].bucket == bucket && kv->graph[i].out == out) k = i;
+    if (k < 0) {
+        cudaGraph_t graph = NULL;
+        cudaGraphExec_t exec = NULL;
+        Err e2 = {0};
+        CU(cudaStreamBeginCapture(g->s, cudaStreamCaptureModeThreadLocal));
+        int rc = dec_run(g, kv, N, NULL, N, bucket, out, 0, NULL, &e2);
+        cudaError_t ce = cudaStreamEndCapture(g->s, &graph);
+        if (!rc && ce == cudaSuccess) ce = cudaGraphInstantiate(&exec, graph, 0);
+        if (graph) cudaGraphDestroy(graph);
+        if (rc || ce != cudaSuccess) {  // e.g. a library call that cannot be captured: plain launches from now on
+            (void)cudaGetLastError();
+            fprintf(stderr, "cuda decode: CUDA graph capture failed (%s); decoding without graphs\n",
+                    rc ? e2.msg : cudaGetErrorString(ce));
+            cuda_model_set_graphs(g, 0);
+            return dec_run(g, kv, N, NULL, N, bucket, out, 0, NULL, err);
+        }
+        if (kv->ngraph < KV_GRAPHS) k = kv->ngraph++;
+        else {
+            k = 0;
+            for (int i = 1; i < KV_GRAPHS; i++)
+                if (kv->graph[i].used < kv->graph[k].used) k = i;
+            cudaGraphExecDestroy(kv->graph[k].exec);
+        }
+        kv->graph[k].N = N, kv->graph[k].bucket = bucket, kv->graph[k].out = out, kv->graph[k].exec = exec;
+    }
+    kv->graph[k].used = ++kv->tick;
+    CU(cudaGraphLaunch(kv->graph[k].exec, g->s));
+    return 0;
+}
+
+int cuda_model_extend_dev(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
+                          float *logits, int all_logits, int *load, Err *err) {
+    const ModelConfig *c = &g->cfg;
+    int N = 0, max_len = 0;
+    TRY(extend_plan(g, kv, nseq, slots, ntok, ids, &N, &max_len, err));
+    const int rows = all_logits ? N : nseq;
     if (!logits && rows > kv->logits_rows) { /* only as many rows as asked for: [tokens, V] can be GBs */
         if (kv->logits) cudaFree(kv->logits);
         kv->logits = NULL, kv->logits_rows = 0;
-        CU(cudaMalloc((void **)&kv->logits, sizeof(float) * (size_t)rows * V));
+        CU(cudaMalloc((void **)&kv->logits, sizeof(float) * (size_t)rows * c->vocab_size));
         kv->logits_rows = rows;
     }
-    return cuda_linear_fwd(g->blas, g->s, logits ? logits : kv->logits, CUDA_F32, xs, g->lm_head, rows, V, H, 0, err);
+    float *out = logits ? logits : kv->logits;
+    for (int i = 0; i < nseq; i++) kv->len[slots[i]] += ntok[i];
+    /* a decode step: one token per sequence; the attention splits by the bucket, graphs or not */
+    const int step = N == nseq && !all_logits && !load &&
+                     (!c->n_routed_experts || (long)N * c->num_experts_per_tok <= 64L * c->n_routed_experts); /* no host sync */
+    if (!step) return dec_run(g, kv, nseq, ntok, N, max_len, out, all_logits, load, err);
+    int bucket = (max_len + LEN_BUCKET - 1) / LEN_BUCKET * LEN_BUCKET;
+    bucket = bucket < kv->max_len ? bucket : kv->max_len;
+    if (cuda_model_graphs(g)) return graph_step(g, kv, N, bucket, out, err);
+    return dec_run(g, kv, nseq, ntok, N, bucket, out, 0, NULL, err);
 }
 
 int cuda_model_extend(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,

@@ -95,6 +95,7 @@ struct CudaModel {
     CudaAttnSeg *hseg;      /* host [nseg]: the last forward's segments when packed (nseg > 0) */
     int nseg, segcap;
     void *pk_scratch;       /* device work tables of the packed attention calls */
+    int graphs;             /* decode steps as CUDA graphs (model_cuda_decode.c) */
     size_t pk_bytes;
     float *grads;           /* [numel] fp32, Model.params' offsets; NULL until the first backward */
     GBack bk;               /* backward buffers, in the arena */

@@ -214,6 +214,25 @@ static void compare_decode(const char *name, Model *m, CudaModel *g, uint64_t se
     int bad = 70;  // past the cache
     CHECK(cuda_model_extend(g, kg, 1, pair, &bad, ids, lg, 0, NULL, &err) == -1 && err.code == ERR_INPUT,
           "%s: extending past the cache must be refused", name);
+    /* decode steps as CUDA graphs (captured, then replayed) equal plain launches bit for bit */
+    CudaKvCache *ka = cuda_kvcache_new(g, 2, 64, 16, &err), *kb = cuda_kvcache_new(g, 2, 64, 16, &err);
+    float *la = malloc(sizeof(float) * 2 * V), *lb = malloc(sizeof(float) * 2 * V);
+    OK(cuda_model_extend(g, ka, 2, slots, ntok, ids, la, 0, NULL, &err));
+    OK(cuda_model_extend(g, kb, 2, slots, ntok, ids, lb, 0, NULL, &err));
+    int equal = 1;
+    for (int step = 0; step < 5; step++) {
+        int next[2] = {(int)(rng_next(&st) % (uint64_t)V), (int)(rng_next(&st) % (uint64_t)V)};
+        cuda_model_set_graphs(g, 1);
+        OK(cuda_model_extend(g, ka, 2, slots, one, next, la, 0, NULL, &err));
+        CHECK(cuda_model_graphs(g), "%s: graph capture failed at step %d", name, step);
+        cuda_model_set_graphs(g, 0);
+        OK(cuda_model_extend(g, kb, 2, slots, one, next, lb, 0, NULL, &err));
+        equal &= !memcmp(la, lb, sizeof(float) * 2 * V);
+    }
+    cuda_model_set_graphs(g, 1);
+    CHECK(equal, "%s: decode steps run as CUDA graphs differ from plain launches", name);
+    free(la), free(lb);
+    cuda_kvcache_free(ka), cuda_kvcache_free(kb);
     free(lg);
     cuda_kvcache_free(kg);
     kvcache_free(&kc);

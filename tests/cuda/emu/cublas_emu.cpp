@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <functional>
 #include <vector>
 
 #include "fake/cublasLt.h"
@@ -117,6 +118,26 @@ static cublasStatus_t gemm_host(const char *what, cublasOperation_t ta, cublasOp
     return CUBLAS_STATUS_SUCCESS;
 }
 
+bool emu_capturing(cudaStream_t s); /* emu.cpp: graphs */
+void emu_record(cudaStream_t s, std::function<void()> step);
+
+// The product now, or recorded (arguments by value) when the stream is capturing a graph.
+static cublasStatus_t gemm_run(cudaStream_t st, const char *what, cublasOperation_t ta, cublasOperation_t tb, int m,
+                               int n, int k, float alpha, const void *A, cudaDataType_t at, int64_t lda, int64_t sa,
+                               const void *B, cudaDataType_t bt, int64_t ldb, int64_t sb, float beta, const void *C,
+                               cudaDataType_t ct, int64_t ldc, int64_t sc, void *D, cudaDataType_t dt, int64_t ldd,
+                               int64_t sd, int batch) {
+    if (emu_capturing(st)) {
+        emu_record(st, [=] {
+            gemm_host(what, ta, tb, m, n, k, alpha, A, at, lda, sa, B, bt, ldb, sb, beta, C, ct, ldc, sc, D, dt, ldd, sd,
+                      batch);
+        });
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    return gemm_host(what, ta, tb, m, n, k, alpha, A, at, lda, sa, B, bt, ldb, sb, beta, C, ct, ldc, sc, D, dt, ldd, sd,
+                     batch);
+}
+
 extern "C" {
 const char *cublasGetStatusString(cublasStatus_t s) {
     switch (s) {
@@ -150,7 +171,7 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (compute != CUBLAS_COMPUTE_32F)
         return bad("cublasGemmStridedBatchedEx", "compute type is not CUBLAS_COMPUTE_32F");
-    return gemm_host("cublasGemmStridedBatchedEx", ta, tb, m, n, k, *(const float *)alpha, A, at, lda, sa, B, bt, ldb,
+    return gemm_run(h->s, "cublasGemmStridedBatchedEx", ta, tb, m, n, k, *(const float *)alpha, A, at, lda, sa, B, bt, ldb,
                      sb, *(const float *)beta, C, ct, ldc, sc, C, ct, ldc, sc, batch);
 }
 
@@ -248,7 +269,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
         return bad(what, "batch counts differ");
     if (lc->type != ld->type) return bad(what, "C and D types differ");
     if (ak == 0) return bad(what, "k = 0 (cuBLASLt rejects it)");
-    return gemm_host(what, d->ta, d->tb, (int)m, (int)n, (int)ak, *(const float *)alpha, A, la->type, la->ld,
+    return gemm_run(s, what, d->ta, d->tb, (int)m, (int)n, (int)ak, *(const float *)alpha, A, la->type, la->ld,
                      la->stride, B, lb->type, lb->ld, lb->stride, *(const float *)beta, C, lc->type, lc->ld, lc->stride,
                      D, ld->type, ld->ld, ld->stride, ld->batch);
 }

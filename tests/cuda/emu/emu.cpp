@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -308,6 +309,20 @@ static double now_ms() {
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
+// ---- graphs ----
+struct EmuGraph {
+    std::vector<std::function<void()>> steps;
+    bool invalid;
+};
+static cudaStream_t cap_stream;  // the stream capturing (one at a time), or NULL
+static EmuGraph *cap_graph;
+
+bool emu_capturing(cudaStream_t s) { return cap_graph && s == cap_stream; }
+void emu_record(cudaStream_t s, std::function<void()> step) {
+    (void)s;
+    cap_graph->steps.push_back(std::move(step));
+}
+
 extern "C" {
 cudaError_t cudaGetDeviceCount(int *n) {
     *n = 1;
@@ -363,14 +378,70 @@ cudaError_t cudaMemset(void *p, int v, size_t n) {
     memset(p, v, n);
     return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { return cudaMemset(p, v, n); }
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode) {
+    if (cap_graph || !s) return err(cudaErrorInvalidValue, "cudaStreamBeginCapture", "already capturing, or stream 0");
+    cap_stream = s, cap_graph = new EmuGraph();
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
+    if (!cap_graph || s != cap_stream) return err(cudaErrorInvalidValue, "cudaStreamEndCapture", "not capturing");
+    EmuGraph *gr = cap_graph;
+    cap_graph = NULL, cap_stream = NULL;
+    if (gr->invalid) {
+        delete gr;
+        *g = NULL;
+        return last_error = cudaErrorStreamCaptureInvalidated;
+    }
+    *g = gr;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long) {
+    if (!g) return err(cudaErrorInvalidValue, "cudaGraphInstantiate", "no graph");
+    *e = new EmuGraph(*g);
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
+    if (!e) return err(cudaErrorInvalidValue, "cudaGraphLaunch", "no graph");
+    if (emu_capturing(s)) return err(cudaErrorInvalidValue, "cudaGraphLaunch", "inside a capture (not emulated)");
+    for (auto &step : e->steps) step();
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+    delete e;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+    delete g;
+    return cudaSuccess;
+}
+
+// A copy or memset on a capturing stream: recorded when device to device, else the capture fails.
+static bool captured(cudaStream_t st, void *d, const void *s, size_t n, bool memset_, int v, cudaError_t *rc) {
+    if (!emu_capturing(st)) return false;
+    if (!on_device(d, n) || (!memset_ && !on_device(s, n))) {
+        cap_graph->invalid = true;
+        *rc = err(cudaErrorStreamCaptureUnsupported, "capture", "a copy to or from host memory on a capturing stream");
+        return true;
+    }
+    if (memset_) emu_record(st, [d, v, n] { memset(d, v, n); });
+    else emu_record(st, [d, s, n] { memmove(d, s, n); });
+    *rc = cudaSuccess;
+    return true;
+}
+
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t st) {
+    cudaError_t rc;
+    if (captured(st, p, NULL, n, true, v, &rc)) return rc;
+    return cudaMemset(p, v, n);
+}
 cudaError_t cudaMemcpy(void *d, const void *s, size_t n, enum cudaMemcpyKind k) {
     cudaError_t e = check_copy(d, s, n, k, "cudaMemcpy");
     if (e == cudaSuccess && n) memmove(d, s, n);
     return e;
 }
-cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, enum cudaMemcpyKind k, cudaStream_t) {
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, enum cudaMemcpyKind k, cudaStream_t st) {
     cudaError_t e = check_copy(d, s, n, k, "cudaMemcpyAsync");
+    if (e == cudaSuccess && n && captured(st, d, s, n, false, 0, &e)) return e;
     if (e == cudaSuccess && n) memmove(d, s, n);
     return e;
 }

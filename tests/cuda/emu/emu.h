@@ -23,6 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <functional>
+#include <tuple>
+
 #include "fake/cuda_runtime_api.h"
 
 #define __global__
@@ -239,7 +242,8 @@ static inline T atomicCAS(T *p, T cmp, T v) {
     return o;
 }
 
-// Launches (gen.py turns k<<<g, b, smem, s>>>(args) into emu_launch("k", k, emu_cfg(g, b, smem, s), [&] { k(args); })).
+// Launches (gen.py turns k<<<g, b, smem, s>>>(args) into emu_launch("k", k, emu_cfg(g, b, smem, s), body) where
+// body holds the arguments evaluated at the launch and calls k(args)).
 struct EmuCfg {
     dim3 grid, block;
     size_t smem;
@@ -247,8 +251,17 @@ struct EmuCfg {
 };
 static inline EmuCfg emu_cfg(dim3 g, dim3 b, size_t smem = 0, cudaStream_t s = 0) { return EmuCfg{g, b, smem, s}; }
 void emu_run(const char *name, const void *kernel, EmuCfg cfg, void (*body)(void *), void *ctx);
+/* Whether s is capturing a graph; emu_record appends a step to its graph. */
+bool emu_capturing(cudaStream_t s);
+void emu_record(cudaStream_t s, std::function<void()> step);
 template <class K, class F>
 static inline void emu_launch(const char *name, K kernel, EmuCfg cfg, F body) {
+    if (emu_capturing(cfg.stream)) { // body holds copies of its arguments (gen.py): replayable
+        emu_record(cfg.stream, [name, kernel, cfg, body]() mutable {
+            emu_run(name, (const void *)kernel, cfg, [](void *c) { (*(F *)c)(); }, &body);
+        });
+        return;
+    }
     emu_run(
         name, (const void *)kernel, cfg, [](void *c) { (*(F *)c)(); }, &body);
 }

@@ -43,7 +43,9 @@ s, nps = re.subn(r'(?m)^[ \t]+__shared__\s+(?:__align__\(\s*\d+\s*\)\s*)?([^;=()
 
 def launch(m):
     name, cfg, args = m.group(1), m.group(2), m.group(3)
-    return 'emu_launch("%s", %s, emu_cfg(%s), [&] { %s(%s); });' % (name, name, cfg, name, args)
+    # the arguments evaluated and copied at the launch, as CUDA does: a graph may run it again later
+    return 'emu_launch("%s", %s, emu_cfg(%s), [emu_args_ = std::make_tuple(%s)] { std::apply(%s, emu_args_); });' % (
+        name, name, cfg, args, name)
 
 
 s, nl = re.subn(r'(\w+(?:<[^<>;()]*>)?)\s*<<<(.*?)>>>\s*\((.*?)\)\s*;', launch, s, flags=re.S)

@@ -19,6 +19,8 @@ typedef enum cudaError {
     cudaErrorInvalidConfiguration = 9,
     cudaErrorInvalidDevicePointer = 17,
     cudaErrorInvalidMemcpyDirection = 21,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
     cudaErrorLaunchFailure = 719
 } cudaError_t;
 enum cudaMemcpyKind {
@@ -79,6 +81,24 @@ cudaError_t cudaPeekAtLastError(void);
 const char *cudaGetErrorString(cudaError_t e);
 const char *cudaGetErrorName(cudaError_t e);
 cudaError_t cudaFuncSetAttribute(const void *f, enum cudaFuncAttribute a, int v);
+
+/* Graphs: while a stream captures, launches, cuBLAS calls and device-to-device
+ * copies or memsets on it are recorded instead of run (a copy from or to host
+ * memory fails and invalidates the capture, as CUDA's); a launched graph runs them
+ * again, in order, with the arguments they were recorded with. */
+typedef struct EmuGraph *cudaGraph_t;
+typedef struct EmuGraph *cudaGraphExec_t;
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2
+};
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode m);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long flags);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
 
 #ifdef __cplusplus
 }
