@@ -7,8 +7,8 @@
  *
  * Decode steps (one new token per sequence, no router load asked) run as CUDA
  * graphs: the step's inputs are uploaded into fixed buffers first, then one graph
- * per (batch size, length bucket, logits buffer) is captured on first use and
- * replayed; the attention's split count follows the bucket (the longest sequence
+ * per (batch size, length bucket, logits buffer) is captured when a step repeats the
+ * previous step's key, and replayed; the attention's split count follows the bucket (the longest sequence
  * rounded up to 128 tokens), so a graph serves 128 steps. Capture that fails turns
  * graphs off for the model (a note on stderr) and the step runs as plain launches.
  *
@@ -53,6 +53,8 @@ struct CudaKvCache {
     struct { int N, bucket; float *out; cudaGraphExec_t exec; long used; } graph[KV_GRAPHS];
     int ngraph;
     long tick;
+    int last_N, last_bucket;  /* the previous decode step's key: a key is captured when seen twice in a row */
+    float *last_out;
 };
 
 static CudaLatentCache layer_cache(const CudaModel *g, const CudaKvCache *kv, int l) {
@@ -279,11 +281,16 @@ static int dec_run(CudaModel *g, CudaKvCache *kv, int nseq, const int *ntok, int
     return cuda_linear_fwd(g->blas, g->s, out, CUDA_F32, xs, g->lm_head, rows, V, H, 0, err);
 }
 
-/* A decode step as a CUDA graph: captured on first use of (N, bucket, out), then replayed. */
+/* A decode step as a CUDA graph: replayed when (N, bucket, out) has one; captured
+ * when the previous step had the same key (a rollout's batch shrinks as samples
+ * finish: a size seen once is not worth a capture), else run as plain launches. */
 static int graph_step(CudaModel *g, CudaKvCache *kv, int N, int bucket, float *out, Err *err) {
     int k = -1;
     for (int i = 0; i < kv->ngraph && k < 0; i++)
         if (kv->graph[i].N == N && kv->graph[i].bucket == bucket && kv->graph[i].out == out) k = i;
+    const int again = kv->last_N == N && kv->last_bucket == bucket && kv->last_out == out;
+    kv->last_N = N, kv->last_bucket = bucket, kv->last_out = out;
+    if (k < 0 && !again) return dec_run(g, kv, N, NULL, N, bucket, out, 0, NULL, err);
     if (k < 0) {
         cudaGraph_t graph = NULL;
         cudaGraphExec_t exec = NULL;

@@ -214,7 +214,8 @@ static void compare_decode(const char *name, Model *m, CudaModel *g, uint64_t se
     int bad = 70;  // past the cache
     CHECK(cuda_model_extend(g, kg, 1, pair, &bad, ids, lg, 0, NULL, &err) == -1 && err.code == ERR_INPUT,
           "%s: extending past the cache must be refused", name);
-    /* decode steps as CUDA graphs (captured, then replayed) equal plain launches bit for bit */
+    /* decode steps with graphs on (the first plain, the second captured, then replayed) equal
+     * plain launches bit for bit */
     CudaKvCache *ka = cuda_kvcache_new(g, 2, 64, 16, &err), *kb = cuda_kvcache_new(g, 2, 64, 16, &err);
     float *la = malloc(sizeof(float) * 2 * V), *lb = malloc(sizeof(float) * 2 * V);
     OK(cuda_model_extend(g, ka, 2, slots, ntok, ids, la, 0, NULL, &err));
