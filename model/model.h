@@ -138,6 +138,9 @@ void model_backward(Model *m, const Batch *b, const float *dlogp, const float *d
 /* The same over a packed batch: logp/entropy and dlogp/dentropy are [ntok].
  * Equal (up to fp32 rounding) to model_forward on the unpacked sequences. */
 int model_forward_packed(Model *m, const PackedBatch *pb, float temperature, float *logp, float *entropy, Err *err);
+/* Its checks of the layout (not of the token ids): segments continue one another and
+ * cover the tokens, a prefix is an earlier root, positions stay within the context. */
+int model_packed_layout_check(const ModelConfig *c, const PackedBatch *pb, Err *err);
 void model_backward_packed(Model *m, const PackedBatch *pb, const float *dlogp, const float *dentropy);
 /* Inference forward returning the full logits [B*T, V] (no activations kept). */
 int model_logits(Model *m, const Batch *b, float *logits, Err *err);

@@ -161,7 +161,7 @@ static int batch_check(const Model *m, const Batch *b, Err *err) {
 }
 
 /* Segments tile [0, ntok) in order; a prefix is an earlier root segment. */
-static int packed_check(const Model *m, const PackedBatch *pb, Err *err) {
+int model_packed_layout_check(const ModelConfig *c, const PackedBatch *pb, Err *err) {
     if (pb->ntok <= 0 || pb->nseg <= 0)
         return err_set(err, ERR_INPUT, "model: empty packed batch (%d tokens, %d segments)", pb->ntok, pb->nseg);
     for (int s = 0, at = 0; s < pb->nseg; s++) {
@@ -173,13 +173,18 @@ static int packed_check(const Model *m, const PackedBatch *pb, Err *err) {
             return err_set(err, ERR_INPUT, "model: packed segment %d names prefix %d, not an earlier root segment", s,
                            g->prefix);
         int plen = g->prefix >= 0 ? pb->seg[g->prefix].len : 0;
-        if (plen + g->len > m->cfg.max_position_embeddings)
+        if (plen + g->len > c->max_position_embeddings)
             return err_set(err, ERR_INPUT, "model: packed segment %d reaches position %d, beyond max_position_embeddings %d",
-                           s, plen + g->len, m->cfg.max_position_embeddings);
+                           s, plen + g->len, c->max_position_embeddings);
         at += g->len;
         if (s == pb->nseg - 1 && at != pb->ntok)
             return err_set(err, ERR_INPUT, "model: packed segments cover %d of %d tokens", at, pb->ntok);
     }
+    return 0;
+}
+
+static int packed_check(const Model *m, const PackedBatch *pb, Err *err) {
+    if (model_packed_layout_check(&m->cfg, pb, err)) return -1;
     return tokens_check(m, pb->ids, pb->targets, pb->ntok, err);
 }
 

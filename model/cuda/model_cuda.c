@@ -406,34 +406,10 @@ int cuda_model_forward(CudaModel *g, const Batch *b, float temperature, float *l
     return forward_run(g, N, temperature, logp, entropy, load, err);
 }
 
-/* model_forward_packed's checks (packed_check): segments continue one another and
- * cover the tokens, a prefix is an earlier root, positions stay in the context. */
-static int packed_check(const CudaModel *g, const PackedBatch *pb, Err *err) {
-    if (pb->ntok <= 0 || pb->nseg <= 0)
-        return err_set(err, ERR_INPUT, "cuda model: empty packed batch (%d tokens, %d segments)", pb->ntok, pb->nseg);
-    for (int s = 0, at = 0; s < pb->nseg; s++) {
-        const PackSeg *q = &pb->seg[s];
-        if (q->start != at || q->len <= 0 || q->start + q->len > pb->ntok)
-            return err_set(err, ERR_INPUT, "cuda model: packed segment %d (start %d, len %d) does not continue at token %d",
-                           s, q->start, q->len, at);
-        if (q->prefix >= s || q->prefix < -1 || (q->prefix >= 0 && pb->seg[q->prefix].prefix != -1))
-            return err_set(err, ERR_INPUT, "cuda model: packed segment %d names prefix %d, not an earlier root segment",
-                           s, q->prefix);
-        const int plen = q->prefix >= 0 ? pb->seg[q->prefix].len : 0;
-        if (plen + q->len > g->cfg.max_position_embeddings)
-            return err_set(err, ERR_INPUT, "cuda model: packed segment %d reaches position %d, beyond max_position_embeddings %d",
-                           s, plen + q->len, g->cfg.max_position_embeddings);
-        at += q->len;
-        if (s == pb->nseg - 1 && at != pb->ntok)
-            return err_set(err, ERR_INPUT, "cuda model: packed segments cover %d of %d tokens", at, pb->ntok);
-    }
-    return 0;
-}
-
 int cuda_model_forward_packed(CudaModel *g, const PackedBatch *pb, float temperature, float *logp, float *entropy,
                               int *load, Err *err) {
     if (!(temperature > 0)) return err_set(err, ERR_INPUT, "cuda model: temperature must be > 0 (got %g)", temperature);
-    TRY(packed_check(g, pb, err));
+    TRY(model_packed_layout_check(&g->cfg, pb, err)); /* the ids are checked by tokens_upload */
     const int N = pb->ntok, nh = g->cfg.num_attention_heads;
     TRY(acts_ensure(g, N, err));
     if (pb->nseg > g->segcap) g->segcap = pb->nseg, g->hseg = xrealloc(g->hseg, sizeof *g->hseg * g->segcap);

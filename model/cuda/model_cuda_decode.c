@@ -188,6 +188,12 @@ static int dec_attention(CudaModel *g, CudaKvCache *kv, int l, int N, int max_le
                              (long long)(dn + dv) * dc, 0.0f, kv->att, CUDA_BF16, nh * dv, dv, nh, err);
 }
 
+/* Whether the MoE layers of a step of N new tokens keep the experts' row counts on
+ * the device (no synchronisation): few rows per expert, and no router load asked. */
+static int moe_on_device(const ModelConfig *c, int N, const int *load) {
+    return !load && (!c->n_routed_experts || (long)N * c->num_experts_per_tok <= 64L * c->n_routed_experts);
+}
+
 /* One decoder layer over the N new tokens in kv->x, as dec_layer. */
 static int dec_layer(CudaModel *g, CudaKvCache *kv, int l, int N, int max_len, int *load, Err *err) {
     const ModelConfig *c = &g->cfg;
@@ -214,9 +220,7 @@ static int dec_layer(CudaModel *g, CudaKvCache *kv, int l, int N, int max_len, i
     TRY(cuda_linear_fwd(bl, s, kv->x, CUDA_BF16, kv->att, w->o, N, H, nh * dv, 1, err));
     TRY(cuda_rmsnorm_fwd(s, kv->xn, NULL, kv->x, w->post_norm, N, H, H, H, c->rms_norm_eps, err));
     GActs *t = &kv->mlp;
-    /* few rows per expert and no router load wanted: counts stay on the device, no synchronisation */
-    const int on_device = !load && (long)N * c->num_experts_per_tok <= 64L * c->n_routed_experts;
-    if (w->moe) return cuda_model_moe(g, l, t, kv->xn, N, kv->x, load, on_device, err);
+    if (w->moe) return cuda_model_moe(g, l, t, kv->xn, N, kv->x, load, moe_on_device(c, N, load), err);
     return cuda_model_swiglu(g, kv->x, 1, kv->xn, w->mlp_gate, w->mlp_up, w->mlp_down, t->g, t->u, t->h, N,
                              c->intermediate_size, err);
 }
@@ -336,8 +340,7 @@ int cuda_model_extend_dev(CudaModel *g, CudaKvCache *kv, int nseq, const int *sl
     float *out = logits ? logits : kv->logits;
     for (int i = 0; i < nseq; i++) kv->len[slots[i]] += ntok[i];
     /* a decode step: one token per sequence; the attention splits by the bucket, graphs or not */
-    const int step = N == nseq && !all_logits && !load &&
-                     (!c->n_routed_experts || (long)N * c->num_experts_per_tok <= 64L * c->n_routed_experts); /* no host sync */
+    const int step = N == nseq && !all_logits && moe_on_device(c, N, load);
     if (!step) return dec_run(g, kv, nseq, ntok, N, max_len, out, all_logits, load, err);
     int bucket = (max_len + LEN_BUCKET - 1) / LEN_BUCKET * LEN_BUCKET;
     bucket = bucket < kv->max_len ? bucket : kv->max_len;

@@ -12,32 +12,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_out.h"
 #include "test.h"
 
 #define CONFIG GRPO_TESTS_DIR "/../recipes/models/dsv3-tiny-1m.json"
 
 static char tmp[256];
 
-static char *slurp(const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", tmp, name);
-    FILE *f = fopen(path, "rb");
-    char *buf = calloc(1, 1 << 16);
-    if (f) buf[fread(buf, 1, (1 << 16) - 1, f)] = 0, fclose(f);
-    return buf;
-}
-
-static cJSON *json_line(const char *name) {
-    char *out = slurp(name), *p = strstr(out, "{\"bench\"");
-    cJSON *j = p ? cJSON_Parse(p) : NULL;
-    free(out);
-    return j;
-}
-
-static double num(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : -1;
-}
+static char *slurp(const char *name) { return bench_out_text(tmp, name); }
+static cJSON *json_line(const char *name) { return bench_out_json(tmp, name); }
 
 /* The config's numbers and the matmul parameters of deepseek-v3.md §8. */
 typedef struct Cfg { double V, H, I, Ie, L, dense, nh, dq, dc, dn, dr, dv, E, k, shared; } Cfg;
@@ -47,10 +30,10 @@ static Cfg cfg_read(void) {
     char buf[4096] = {0};
     if (f) buf[fread(buf, 1, sizeof buf - 1, f)] = 0, fclose(f);
     cJSON *j = cJSON_Parse(buf);
-    Cfg c = {num(j, "vocab_size"), num(j, "hidden_size"), num(j, "intermediate_size"), num(j, "moe_intermediate_size"),
-             num(j, "num_hidden_layers"), num(j, "first_k_dense_replace"), num(j, "num_attention_heads"),
-             num(j, "q_lora_rank"), num(j, "kv_lora_rank"), num(j, "qk_nope_head_dim"), num(j, "qk_rope_head_dim"),
-             num(j, "v_head_dim"), num(j, "n_routed_experts"), num(j, "num_experts_per_tok"), num(j, "n_shared_experts")};
+    Cfg c = {bench_out_num(j, "vocab_size"), bench_out_num(j, "hidden_size"), bench_out_num(j, "intermediate_size"), bench_out_num(j, "moe_intermediate_size"),
+             bench_out_num(j, "num_hidden_layers"), bench_out_num(j, "first_k_dense_replace"), bench_out_num(j, "num_attention_heads"),
+             bench_out_num(j, "q_lora_rank"), bench_out_num(j, "kv_lora_rank"), bench_out_num(j, "qk_nope_head_dim"), bench_out_num(j, "qk_rope_head_dim"),
+             bench_out_num(j, "v_head_dim"), bench_out_num(j, "n_routed_experts"), bench_out_num(j, "num_experts_per_tok"), bench_out_num(j, "n_shared_experts")};
     cJSON_Delete(j);
     return c;
 }
@@ -86,15 +69,15 @@ static void check_decode(void) {
     for (int i = 0; i < cJSON_GetArraySize(rows); i++) {
         const cJSON *r = cJSON_GetArrayItem(rows, i);
         double B = i ? 3 : 1;
-        CHECK(num(r, "batch") == B, "row %d is batch %g", i, B);
-        CHECK(num(r, "tok_s") > 0 && num(r, "step_s") > 0, "batch %g: tok/s and step time", B);
+        CHECK(bench_out_num(r, "batch") == B, "row %d is batch %g", i, B);
+        CHECK(bench_out_num(r, "tok_s") > 0 && bench_out_num(r, "step_s") > 0, "batch %g: tok/s and step time", B);
         CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r, "torch_tok_s")), "no reference: null");
         /* fp32 on the CPU: the weights a step touches + the cache at the mean length (8 + 6/2) */
         double touched = c.E * (1 - pow(1 - c.k / c.E, B));
         double w = non_expert(&c) + (c.L - c.dense) * touched * 3 * c.H * c.Ie;
         double want = 4 * (w + B * (8 + 3) * c.L * (c.dc + c.dr));
-        CHECK(fabs(num(r, "bytes_per_step") - want) <= 1e-9 * want, "batch %g: %.0f bytes per step, formula %.0f", B,
-              num(r, "bytes_per_step"), want);
+        CHECK(fabs(bench_out_num(r, "bytes_per_step") - want) <= 1e-9 * want, "batch %g: %.0f bytes per step, formula %.0f", B,
+              bench_out_num(r, "bytes_per_step"), want);
     }
     cJSON_Delete(j);
 }
@@ -106,13 +89,13 @@ static void check_train(void) {
     CHECK(test_sh("%s bench train --device cpu --config %s --seq 24 --batch 2 --steps 1 --no-reference > %s/t.out 2> %s/t.err",
                   GRPO_BIN, CONFIG, tmp, tmp) == 0, "train on the CPU");
     cJSON *j = json_line("t.out");
-    CHECK(num(j, "tok_s") > 0 && num(j, "best_step_s") > 0, "train: tok/s and step time");
-    CHECK(num(j, "batch") == 2 && num(j, "seq") == 24, "the shape");
+    CHECK(bench_out_num(j, "tok_s") > 0 && bench_out_num(j, "best_step_s") > 0, "train: tok/s and step time");
+    CHECK(bench_out_num(j, "batch") == 2 && bench_out_num(j, "seq") == 24, "the shape");
     double n_act = non_expert(&c) + (c.L - c.dense) * c.k * 3 * c.H * c.Ie;
     double want = 6 * n_act + 6 * c.L * c.nh * (c.dn + c.dr + c.dv) * (24 + 1) / 2.0;
-    CHECK(fabs(num(j, "flops_per_token") - want) <= 1e-9 * want, "%.0f FLOPs per token, formula %.0f",
-          num(j, "flops_per_token"), want);
-    CHECK(num(j, "mfu") == 0, "no MFU on the CPU (no peak to divide by)");
+    CHECK(fabs(bench_out_num(j, "flops_per_token") - want) <= 1e-9 * want, "%.0f FLOPs per token, formula %.0f",
+          bench_out_num(j, "flops_per_token"), want);
+    CHECK(bench_out_num(j, "mfu") == 0, "no MFU on the CPU (no peak to divide by)");
     cJSON_Delete(j);
 }
 

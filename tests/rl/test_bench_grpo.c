@@ -11,32 +11,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_out.h"
 #include "test.h"
 
 static char tmp[256];
 
-/* The contents of tmp/NAME (caller frees), "" when missing. */
-static char *slurp(const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", tmp, name);
-    FILE *f = fopen(path, "rb");
-    char *buf = calloc(1, 1 << 16);
-    if (f) buf[fread(buf, 1, (1 << 16) - 1, f)] = 0, fclose(f);
-    return buf;
-}
-
-/* The JSON line of tmp/NAME (the line starting with {"bench"), parsed, or NULL. */
-static cJSON *json_line(const char *name) {
-    char *out = slurp(name), *p = strstr(out, "{\"bench\"");
-    cJSON *j = p ? cJSON_Parse(p) : NULL;
-    free(out);
-    return j;
-}
-
-static double num(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : -1;
-}
+static char *slurp(const char *name) { return bench_out_text(tmp, name); }
+static cJSON *json_line(const char *name) { return bench_out_json(tmp, name); }
 
 #define TINY "--threads 1 --steps 1 --warmup 0 --set 'prompts_per_step=2;num_generations=2;max_completion_length=4'"
 
@@ -64,10 +45,10 @@ int main(void) {
     CHECK(cJSON_IsObject(g), "grpo side present");
     CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "torch")), "no reference: torch is null");
     static const char *keys[] = {"rollout_s", "reward_s", "train_s", "log_s", "step_s", "cpu_s"};
-    for (int k = 0; k < 6; k++) CHECK(num(g, keys[k]) > 0, "%s > 0", keys[k]);
-    double n = num(g, "gen_tokens");
+    for (int k = 0; k < 6; k++) CHECK(bench_out_num(g, keys[k]) > 0, "%s > 0", keys[k]);
+    double n = bench_out_num(g, "gen_tokens");
     CHECK(n >= 4 && n <= 16, "2 prompts x 2 samples x <= 4 tokens: %g", n);
-    CHECK(num(g, "loss_tokens") == n, "every completion token is in the loss (dapo, no masking): %g", num(g, "loss_tokens"));
+    CHECK(bench_out_num(g, "loss_tokens") == n, "every completion token is in the loss (dapo, no masking): %g", bench_out_num(g, "loss_tokens"));
     cJSON_Delete(j);
     char *out = slurp("g.out");
     CHECK(strstr(out, "rollout") && strstr(out, "end-to-end tok/s"), "the table");
