@@ -12,11 +12,40 @@
 #include "kernels/cuda/cuda_util.cuh"
 #include "kernels/cuda/gemm.h"
 
+// The cuBLASLt descriptors of one product (column-major view: lt_A = our B with
+// op = transB, lt_B = our A with op = transA, D = C^T) and the algorithm the
+// heuristic chose, or none (the product goes to the fallback).
+typedef struct LtPlan {
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulPreference_t pref;
+    cublasLtMatmulHeuristicResult_t res;
+    int nres;
+} LtPlan;
+
+// What decides a plan: shapes, leading dimensions, strides, output type and the
+// operands' address alignment (a heuristic answer for 256-byte aligned operands
+// may not run on 2-byte aligned ones). Compared with memcmp: no padding.
+typedef struct LtKey {
+    int ta, tb, M, N, K, lda, ldb, ldc, nbatch, cdt;
+    uint32_t al_a, al_b, al_c, pad_;
+    long long sa, sb, sc;
+} LtKey;
+
+// Plans are kept because building one (five descriptors and a heuristic query)
+// costs the host tens of microseconds, more than a small expert product takes
+// on the GPU. PLAN_CACHE entries, least recently used replaced.
+enum { PLAN_CACHE = 128 };
 typedef struct CudaBlas {
     cublasLtHandle_t lt;
     cublasHandle_t blas;  // fallback when cuBLASLt offers no algorithm (e.g. odd leading dims)
     void *ws;          // workspace [ws_bytes] on the device
     size_t ws_bytes;
+    LtKey key[PLAN_CACHE];
+    LtPlan plan[PLAN_CACHE];
+    unsigned long long used[PLAN_CACHE]; // last use (0: empty slot)
+    unsigned long long clock;
+    long long hits, builds;
 } CudaBlas;
 
 #define LT_TRY(call, err, what)                                                                          \
@@ -61,8 +90,12 @@ extern "C" CudaBlas *cuda_blas_new(size_t workspace_bytes, Err *err) {
     return h;
 }
 
+static void lt_plan_free(LtPlan *p);
+
 extern "C" void cuda_blas_free(CudaBlas *h) {
     if (!h) return;
+    for (int i = 0; i < PLAN_CACHE; i++)
+        if (h->used[i]) lt_plan_free(&h->plan[i]);
     cudaFree(h->ws);
     cublasDestroy(h->blas);
     cublasLtDestroy(h->lt);
@@ -119,14 +152,6 @@ static int gemm_fallback(CudaBlas *h, cudaStream_t stream, cublasOperation_t ta,
     return 0;
 }
 
-// The cuBLASLt descriptors of one product (column-major view: lt_A = our B with
-// op = transB, lt_B = our A with op = transA, D = C^T).
-typedef struct LtPlan {
-    cublasLtMatmulDesc_t op;
-    cublasLtMatrixLayout_t la, lb, lc;
-    cublasLtMatmulPreference_t pref;
-} LtPlan;
-
 static void lt_plan_free(LtPlan *p) {
     if (p->pref) cublasLtMatmulPreferenceDestroy(p->pref);
     if (p->lc) cublasLtMatrixLayoutDestroy(p->lc);
@@ -137,25 +162,22 @@ static void lt_plan_free(LtPlan *p) {
 
 #define LT_SET(call) LT_TRY(call, err, what)
 
-static int lt_plan_make(LtPlan *p, CudaBlas *h, cublasOperation_t ta, cublasOperation_t tb, int M, int N, int K,
-                        const void *A, int lda, long long strideA, const void *B, int ldb, long long strideB,
-                        const void *C, cudaDataType_t cdt, int ldc, long long strideC, int nbatch, const char *what,
-                        Err *err) {
-    uint64_t rows_a = ta == CUBLAS_OP_T ? K : N, cols_a = ta == CUBLAS_OP_T ? N : K;
-    uint64_t rows_b = tb == CUBLAS_OP_T ? M : K, cols_b = tb == CUBLAS_OP_T ? K : M;
+static int lt_plan_make(LtPlan *p, CudaBlas *h, const LtKey *k, const char *what, Err *err) {
+    cublasOperation_t ta = (cublasOperation_t)k->ta, tb = (cublasOperation_t)k->tb;
+    uint64_t rows_a = ta == CUBLAS_OP_T ? k->K : k->N, cols_a = ta == CUBLAS_OP_T ? k->N : k->K;
+    uint64_t rows_b = tb == CUBLAS_OP_T ? k->M : k->K, cols_b = tb == CUBLAS_OP_T ? k->K : k->M;
     uint64_t wsb = h->ws_bytes;
-    uint32_t al_a = ptr_align(B), al_b = ptr_align(A), al_c = ptr_align(C);
     memset(p, 0, sizeof *p);
     LT_SET(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     LT_SET(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     LT_SET(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    LT_SET(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, rows_a, cols_a, ldb));
-    LT_SET(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, rows_b, cols_b, lda));
-    LT_SET(cublasLtMatrixLayoutCreate(&p->lc, cdt, N, M, ldc));
-    if (nbatch > 1) {
+    LT_SET(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, rows_a, cols_a, k->ldb));
+    LT_SET(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, rows_b, cols_b, k->lda));
+    LT_SET(cublasLtMatrixLayoutCreate(&p->lc, (cudaDataType_t)k->cdt, k->N, k->M, k->ldc));
+    if (k->nbatch > 1) {
         cublasLtMatrixLayout_t l[3] = {p->la, p->lb, p->lc};
-        int64_t stride[3] = {strideB, strideA, strideC};
-        int32_t nb = nbatch;
+        int64_t stride[3] = {k->sb, k->sa, k->sc};
+        int32_t nb = k->nbatch;
         for (int i = 0; i < 3; i++) {
             LT_SET(cublasLtMatrixLayoutSetAttribute(l[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
             LT_SET(cublasLtMatrixLayoutSetAttribute(l[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride[i],
@@ -164,14 +186,37 @@ static int lt_plan_make(LtPlan *p, CudaBlas *h, cublasOperation_t ta, cublasOper
     }
     LT_SET(cublasLtMatmulPreferenceCreate(&p->pref));
     LT_SET(cublasLtMatmulPreferenceSetAttribute(p->pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb));
-    LT_SET(cublasLtMatmulPreferenceSetAttribute(p->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, 4));
-    LT_SET(cublasLtMatmulPreferenceSetAttribute(p->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, 4));
-    LT_SET(cublasLtMatmulPreferenceSetAttribute(p->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, 4));
-    LT_SET(cublasLtMatmulPreferenceSetAttribute(p->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, 4));
+    LT_SET(cublasLtMatmulPreferenceSetAttribute(p->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &k->al_b, 4));
+    LT_SET(cublasLtMatmulPreferenceSetAttribute(p->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &k->al_a, 4));
+    LT_SET(cublasLtMatmulPreferenceSetAttribute(p->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &k->al_c, 4));
+    LT_SET(cublasLtMatmulPreferenceSetAttribute(p->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &k->al_c, 4));
+    if (cublasLtMatmulAlgoGetHeuristic(h->lt, p->op, p->la, p->lb, p->lc, p->lc, p->pref, 1, &p->res, &p->nres) !=
+        CUBLAS_STATUS_SUCCESS)
+        p->nres = 0;  // no algorithm: the fallback does the product
     return 0;
 fail:
     lt_plan_free(p);
     return -1;
+}
+
+// The cached plan for key, built on a miss (replacing the least recently used).
+static const LtPlan *lt_plan_get(CudaBlas *h, const LtKey *key, const char *what, Err *err) {
+    int victim = 0;
+    for (int i = 0; i < PLAN_CACHE; i++) {
+        if (h->used[i] && memcmp(&h->key[i], key, sizeof *key) == 0) {
+            h->used[i] = ++h->clock, h->hits++;
+            return &h->plan[i];
+        }
+        if (h->used[i] < h->used[victim]) victim = i;
+    }
+    if (h->used[victim]) lt_plan_free(&h->plan[victim]), h->used[victim] = 0;
+    if (lt_plan_make(&h->plan[victim], h, key, what, err)) return NULL;
+    h->key[victim] = *key, h->used[victim] = ++h->clock, h->builds++;
+    return &h->plan[victim];
+}
+
+extern "C" void cuda_blas_stats(const CudaBlas *h, long long *hits, long long *builds) {
+    *hits = h->hits, *builds = h->builds;
 }
 
 extern "C" int cuda_gemm_batched(CudaBlas *h, cudaStream_t stream, int transA, int transB, int M, int N, int K,
@@ -193,19 +238,17 @@ extern "C" int cuda_gemm_batched(CudaBlas *h, cudaStream_t stream, int transA, i
     snprintf(what, sizeof what, "M=%d N=%d K=%d transA=%d transB=%d batch=%d", M, N, K, transA, transB, nbatch);
     const cudaDataType_t cdt = ctype == CUDA_F32 ? CUDA_R_32F : CUDA_R_16BF;
     cublasOperation_t ta = transB ? CUBLAS_OP_T : CUBLAS_OP_N, tb = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
-    LtPlan p;
-    if (lt_plan_make(&p, h, ta, tb, M, N, K, A, lda, strideA, B, ldb, strideB, C, cdt, ldc, strideC, nbatch, what,
-                     err))
-        return -1;
-    cublasLtMatmulHeuristicResult_t res;
-    int nres = 0;
-    cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(h->lt, p.op, p.la, p.lb, p.lc, p.lc, p.pref, 1, &res, &nres);
-    if (s == CUBLAS_STATUS_SUCCESS && nres >= 1)
-        s = cublasLtMatmul(h->lt, p.op, &alpha, B, p.la, A, p.lb, &beta, C, p.lc, C, p.lc, &res.algo, h->ws,
+    LtKey key;
+    memset(&key, 0, sizeof key);
+    key.ta = ta, key.tb = tb, key.M = M, key.N = N, key.K = K, key.lda = lda, key.ldb = ldb, key.ldc = ldc;
+    key.nbatch = nbatch, key.cdt = cdt, key.al_a = ptr_align(A), key.al_b = ptr_align(B), key.al_c = ptr_align(C);
+    if (nbatch > 1) key.sa = strideA, key.sb = strideB, key.sc = strideC;
+    const LtPlan *p = lt_plan_get(h, &key, what, err);
+    if (!p) return -1;
+    cublasStatus_t s = CUBLAS_STATUS_NOT_SUPPORTED;
+    if (p->nres >= 1)
+        s = cublasLtMatmul(h->lt, p->op, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C, p->lc, &p->res.algo, h->ws,
                            h->ws_bytes, stream);
-    else
-        s = CUBLAS_STATUS_NOT_SUPPORTED;
-    lt_plan_free(&p);
     if (s == CUBLAS_STATUS_NOT_SUPPORTED)  // no cuBLASLt kernel for this alignment / leading dimension
         return gemm_fallback(h, stream, ta, tb, N, M, K, alpha, B, ldb, strideB, A, lda, strideA, beta, C, cdt, ldc,
                              strideC, nbatch, what, err);

@@ -9,8 +9,10 @@
  * A CudaBlas holds the cuBLASLt handle and its workspace; use one per stream.
  * Where cuBLASLt offers no algorithm (odd leading dimensions, unaligned rows)
  * the product goes through cublasGemmStridedBatchedEx with the same types.
- * It does not pick algorithms cleverly (cuBLASLt's first heuristic answer is
- * taken per call, no cache) and does not do fp8. */
+ * A product's cuBLASLt plan (descriptors + the heuristic's first algorithm) is
+ * built once per shape, leading dimensions and operand alignment and kept in
+ * the CudaBlas (128, least recently used replaced): building one costs the host
+ * more than a small expert product takes on the GPU. No autotuning, no fp8. */
 #ifndef GRPO_CUDA_GEMM_H
 #define GRPO_CUDA_GEMM_H
 
@@ -36,6 +38,8 @@ typedef struct CudaBlas CudaBlas;
 /* Creates the cuBLASLt handle and a workspace of workspace_bytes (0: 32 MiB). */
 CudaBlas *cuda_blas_new(size_t workspace_bytes, Err *err);
 void cuda_blas_free(CudaBlas *h);
+/* Products that reused a kept plan, and plans built, since cuda_blas_new. */
+void cuda_blas_stats(const CudaBlas *h, long long *hits, long long *builds);
 
 /* C[M,N] = alpha op(A) op(B) + beta C on stream. A, B bf16 device pointers; C of
  * type ctype. Errors (ERR_INPUT: bad shapes/leading dims; ERR_WORK: cuBLASLt

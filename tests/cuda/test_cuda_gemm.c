@@ -135,6 +135,51 @@ static void check_grouped(CudaBlas *h, int N, int K) {
     free(xb), free(dyb), free(Wb), free(x), free(dy), free(W), free(y), free(dx), free(dW);
 }
 
+/* Plans are kept per shape and operand alignment: a repeated product reuses its
+ * plan, the same shape at a 2-byte aligned address gets its own (and is still
+ * right), and after more shapes than the cache holds the evicted ones are rebuilt. */
+static void check_plans(CudaBlas *h) {
+    enum { M = 40, N = 24, K = 16 };
+    cuda_bf16 *Ab = malloc(2L * (M * K + 1)), *Bb = malloc(2L * K * N);
+    float *A = malloc(4L * (M * K + 1)), *B = malloc(4L * K * N), *ref = calloc((size_t)M * N, 4);
+    float *ref1 = calloc((size_t)M * N, 4);
+    rand_bf16(&rng, Ab, A, M * K + 1, 1.0f);
+    rand_bf16(&rng, Bb, B, (long)K * N, 1.0f);
+    gemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, ref, N);
+    gemm(0, 0, M, N, K, 1.0f, A + 1, K, B, N, 0.0f, ref1, N);
+    cuda_bf16 *dA = dev_upload(Ab, 2L * (M * K + 1)), *dB = dev_upload(Bb, 2L * K * N);
+    float *dC = dev_alloc(4L * M * N);
+    long long h0, b0, h1, b1;
+    cuda_blas_stats(h, &h0, &b0);
+    for (int i = 0; i < 3; i++) OK(cuda_gemm(h, 0, 0, 0, M, N, K, 1.0f, dA, K, dB, N, 0.0f, dC, CUDA_F32, N, &err));
+    cuda_blas_stats(h, &h1, &b1);
+    CHECK(b1 - b0 <= 1 && h1 - h0 >= 2, "3 equal products: %lld plans built, %lld reused (want <= 1, >= 2)", b1 - b0,
+          h1 - h0);
+    dev_sync("plans");
+    double e0 = nmse_dev_f32(dC, ref, (long)M * N);
+    OK(cuda_gemm(h, 0, 0, 0, M, N, K, 1.0f, dA + 1, K, dB, N, 0.0f, dC, CUDA_F32, N, &err));
+    long long h2, b2;
+    cuda_blas_stats(h, &h2, &b2);
+    CHECK(b2 == b1 + 1, "a 2-byte aligned A must get its own plan (%lld built)", b2 - b1);
+    dev_sync("plans misaligned");
+    double e1 = nmse_dev_f32(dC, ref1, (long)M * N);
+    float *dT = dev_alloc(4L * M * 8);
+    for (int m = 1; m <= M; m++)
+        for (int n = 1; n <= 5; n++) OK(cuda_gemm(h, 0, 0, 0, m, n, K, 1.0f, dA, K, dB, N, 0.0f, dT, CUDA_F32, 8, &err));
+    OK(cuda_gemm(h, 0, 0, 0, M, N, K, 1.0f, dA, K, dB, N, 0.0f, dC, CUDA_F32, N, &err));
+    long long h3, b3;
+    cuda_blas_stats(h, &h3, &b3);
+    dev_sync("plans evicted");
+    double e2 = nmse_dev_f32(dC, ref, (long)M * N);
+    CHECK(e0 < NMSE_F32 && e1 < NMSE_F32 && e2 < NMSE_F32, "plan reuse: nmse %.3g / misaligned %.3g / rebuilt %.3g",
+          e0, e1, e2);
+    CHECK(b3 - b2 >= 200, "200 new shapes then an evicted one: %lld plans built (want >= 200)", b3 - b2);
+    printf("plans: 3 equal products built %lld reused %lld; misaligned built 1; 200 shapes + an evicted one built %lld; nmse "
+           "%.2e %.2e %.2e\n", b1 - b0, h1 - h0, b3 - b2, e0, e1, e2);
+    cudaFree(dA), cudaFree(dB), cudaFree(dC), cudaFree(dT);
+    free(Ab), free(Bb), free(A), free(B), free(ref), free(ref1);
+}
+
 int main(void) {
     CUDA_TEST_REQUIRE_GPU();
     CudaBlas *h = cuda_blas_new(0, &err);
@@ -150,6 +195,7 @@ int main(void) {
     check_batched(h, 3, 17, 24, 40);
     check_grouped(h, 48, 64);
     check_grouped(h, 33, 17);
+    check_plans(h);
     /* K = 0 scales C by beta; a too-small leading dimension is an input error */
     float c0[4] = {1, 2, 3, 4}, c1[4];
     void *dC = dev_upload(c0, sizeof c0);
