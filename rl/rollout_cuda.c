@@ -64,7 +64,7 @@ static int bufs_ensure(RolloutCuda *c, int n, Err *err) {
 
 static int eng_open(void *ctx, int nslots, int max_len, size_t *bytes, Err *err) {
     RolloutCuda *c = ctx;
-    if (bufs_ensure(c, nslots, err)) return -1;
+    if (bufs_ensure(c, cuda_model_step_rows(nslots), err)) return -1; /* decode steps are padded */
     if (!(c->kv = cuda_kvcache_new(c->g, nslots, max_len, PAGE, err))) return -1;
     const ModelConfig *m = cuda_model_config(c->g);
     const size_t pages = (size_t)nslots * ((max_len + PAGE - 1) / PAGE);
@@ -80,7 +80,8 @@ static void eng_close(void *ctx) {
 
 static int eng_extend(void *ctx, int nseq, const int *slots, const int *ntok, const int *ids, int row0, Err *err) {
     RolloutCuda *c = ctx;
-    return cuda_model_extend_dev(c->g, c->kv, nseq, slots, ntok, ids, c->rows + (size_t)row0 * c->V, 0, NULL, err);
+    return cuda_model_extend_dev(c->g, c->kv, nseq, slots, ntok, ids, c->rows + (size_t)row0 * c->V, c->cap - row0, 0,
+                                 err);
 }
 
 static int eng_copy(void *ctx, int dst, int src, Err *err) {

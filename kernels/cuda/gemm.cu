@@ -278,34 +278,3 @@ extern "C" int cuda_linear_bwd_w(CudaBlas *h, cudaStream_t s, float *dW, const c
                                  int M, int N, int K, Err *err) {
     return cuda_gemm(h, s, 1, 0, N, K, M, 1.0f, dy, N, x, K, 1.0f, dW, CUDA_F32, K, err);
 }
-
-static size_t dsize(CudaDtype t) { return t == CUDA_F32 ? 4 : 2; }
-
-extern "C" int cuda_linear_fwd_grouped(CudaBlas *h, cudaStream_t s, void *y, CudaDtype ytype, const cuda_bf16 *x,
-                                       const cuda_bf16 *const *W, const int *count, const int *start, int E, int N,
-                                       int K, Err *err) {
-    for (int e = 0; e < E; e++) {
-        if (count[e] <= 0) continue;
-        char *ye = (char *)y + (size_t)start[e] * N * dsize(ytype);
-        if (cuda_linear_fwd(h, s, ye, ytype, x + (size_t)start[e] * K, W[e], count[e], N, K, 0, err))
-            return err_wrap(err, "expert %d of %d (%d rows)", e, E, count[e]);
-    }
-    return 0;
-}
-
-extern "C" int cuda_linear_bwd_grouped(CudaBlas *h, cudaStream_t s, void *dx, CudaDtype dxtype, float *const *dW,
-                                       const cuda_bf16 *dy, const cuda_bf16 *x, const cuda_bf16 *const *W,
-                                       const int *count, const int *start, int E, int N, int K, int accumulate_dx,
-                                       Err *err) {
-    for (int e = 0; e < E; e++) {
-        int c = count[e];
-        if (c <= 0) continue;
-        const cuda_bf16 *dye = dy + (size_t)start[e] * N;
-        char *dxe = (char *)dx + (size_t)start[e] * K * dsize(dxtype);
-        if (dx && cuda_linear_bwd_x(h, s, dxe, dxtype, dye, W[e], c, N, K, accumulate_dx, err))
-            return err_wrap(err, "expert %d of %d: d input", e, E);
-        if (dW && cuda_linear_bwd_w(h, s, dW[e], dye, x + (size_t)start[e] * K, c, N, K, err))
-            return err_wrap(err, "expert %d of %d: d weight", e, E);
-    }
-    return 0;
-}

@@ -4,8 +4,8 @@
  * op(A) = A (stored [M, lda]) or A^T (stored [K, lda]); same for B.
  * A and B are bf16; C is fp32 or bf16 (CudaDtype). Wrappers for the Linear
  * layer and its two backward products mirror linear_fwd / linear_bwd_x /
- * linear_bwd_w, a strided-batched product, and a grouped product for MoE
- * experts (one product per expert over its contiguous rows).
+ * linear_bwd_w, and a strided-batched product. (The experts' products are
+ * grouped.h's own kernels.)
  * A CudaBlas holds the cuBLASLt handle and its workspace; use one per stream.
  * Where cuBLASLt offers no algorithm (odd leading dimensions, unaligned rows)
  * the product goes through cublasGemmStridedBatchedEx with the same types.
@@ -64,19 +64,6 @@ int cuda_linear_bwd_x(CudaBlas *h, cudaStream_t s, void *dx, CudaDtype dxtype, c
 /* dW[N,K] += dy[M,N]^T . x[M,K]  (dW fp32: the gradient accumulator) */
 int cuda_linear_bwd_w(CudaBlas *h, cudaStream_t s, float *dW, const cuda_bf16 *dy, const cuda_bf16 *x, int M,
                       int N, int K, Err *err);
-
-/* Grouped Linear for experts: for e in [0, E), rows [start[e], start[e]+count[e])
- * of x [rows, K] times W[e] [N, K]^T into the same rows of y [rows, N].
- * W is an array of E device pointers kept on the HOST; count/start are HOST
- * arrays (copy the router's counts back first). Experts with no rows are skipped. */
-int cuda_linear_fwd_grouped(CudaBlas *h, cudaStream_t s, void *y, CudaDtype ytype, const cuda_bf16 *x,
-                            const cuda_bf16 *const *W, const int *count, const int *start, int E, int N, int K,
-                            Err *err);
-/* Grouped backward: dx rows (+)= dy rows . W[e]; dW[e] += dy rows^T . x rows
- * (dW: host array of E fp32 device pointers; NULL skips the weight gradient). */
-int cuda_linear_bwd_grouped(CudaBlas *h, cudaStream_t s, void *dx, CudaDtype dxtype, float *const *dW,
-                            const cuda_bf16 *dy, const cuda_bf16 *x, const cuda_bf16 *const *W, const int *count,
-                            const int *start, int E, int N, int K, int accumulate_dx, Err *err);
 
 #ifdef __cplusplus
 }

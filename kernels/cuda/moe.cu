@@ -127,10 +127,12 @@ __global__ void perm_count_kernel(const int *topk, int total, int *count) {
     if (lane == 0) count[e] = cnt;
 }
 
-__global__ void perm_scan_kernel(const int *count, int *start, int E) {
+__global__ void perm_scan_kernel(const int *count, int *start, int E, int *load) {
     if (threadIdx.x) return;
     start[0] = 0;
     for (int e = 0; e < E; e++) start[e + 1] = start[e] + count[e];
+    if (load)
+        for (int e = 0; e < E; e++) load[e] += count[e];
 }
 
 __global__ void perm_fill_kernel(const int *topk, int total, const int *start, int *perm, int *where) {
@@ -150,13 +152,13 @@ __global__ void perm_fill_kernel(const int *topk, int total, const int *start, i
 }
 
 extern "C" int cuda_moe_permute(cudaStream_t s, const int *topk, int N, int k, int E, int *count, int *start,
-                                int *perm, int *where, Err *err) {
+                                int *perm, int *where, int *load, Err *err) {
     if (N < 0 || k <= 0 || E <= 0)
         return err_set(err, ERR_INPUT, "cuda_moe_permute: bad shape N=%d k=%d E=%d", N, k, E);
     const int total = N * k;
     perm_count_kernel<<<E, 32, 0, s>>>(topk, total, count);
     CUDA_LAUNCHED("moe permute (count)", err);
-    perm_scan_kernel<<<1, 32, 0, s>>>(count, start, E);
+    perm_scan_kernel<<<1, 32, 0, s>>>(count, start, E, load);
     CUDA_LAUNCHED("moe permute (offsets)", err);
     perm_fill_kernel<<<E, 32, 0, s>>>(topk, total, start, perm, where);
     CUDA_LAUNCHED("moe permute (fill)", err);

@@ -10,8 +10,9 @@
  *     + 1e-20 when norm_topk_prob, times routed_scaling_factor;
  *   - assignments a = n*k + j grouped by expert, stable (token order kept inside
  *     an expert, as the CPU's counting sort), so perm matches the CPU exactly.
- * The expert products themselves are cuda_linear_fwd_grouped (gemm.h); the
- * router's own Linear is cuda_linear_fwd into fp32 logits. Limits: E <= 1024,
+ * The expert products themselves are cuda_grouped_fwd (grouped.h) or, for a
+ * few rows per expert, cuda_moe_experts_fwd below; the router's own Linear is
+ * cuda_linear_fwd into fp32 logits. Limits: E <= 1024,
  * k <= 64, n_group <= 256. Not here: expert parallelism, capacity dropping. */
 #ifndef GRPO_CUDA_MOE_H
 #define GRPO_CUDA_MOE_H
@@ -53,9 +54,10 @@ int cuda_moe_route(cudaStream_t s, const CudaRouterCfg *c, const float *logits, 
 
 /* Groups the N*k assignments by expert: count [E], start [E+1] (exclusive
  * offsets, start[E] = N*k), perm [N*k] (assignment ids in expert order),
- * where [N*k] (where[perm[i]] = i). All device arrays. */
+ * where [N*k] (where[perm[i]] = i). load [E] (NULL: none) gets count added:
+ * the router load summed over calls without a trip to the host. All device arrays. */
 int cuda_moe_permute(cudaStream_t s, const int *topk, int N, int k, int E, int *count, int *start, int *perm,
-                     int *where, Err *err);
+                     int *where, int *load, Err *err);
 
 /* xe [N*k, H] = x[perm[i] / k] (expert inputs in perm order). */
 int cuda_moe_gather(cudaStream_t s, cuda_bf16 *xe, const cuda_bf16 *x, const int *perm, int N, int k, int H,
@@ -70,11 +72,11 @@ int cuda_moe_combine(cudaStream_t s, cuda_bf16 *out, const cuda_bf16 *ey, const 
  * each expert e and its rows r in start[e] .. start[e+1] of xe [N*k, H] (perm order),
  *   eh[r] = bf16(silu(bf16(xe[r] . Wg[e]^T)) * bf16(xe[r] . Wu[e]^T))   [I]
  *   ey[r] = bf16(eh[r] . Wd[e]^T)                                        [H]
- * (the roundings of cuda_linear_fwd_grouped + cuda_swiglu_fwd; fp32 sums in another
+ * (the roundings of cuda_grouped_fwd + cuda_swiglu_fwd; fp32 sums in another
  * order). wg, wu [I, H] and wd [H, I] are DEVICE arrays of E device pointers. An
  * expert without rows reads nothing; one with rows reads each weight row once and
  * keeps it in cache for its other rows: what decoding needs (few rows per expert).
- * Prefill and training use the grouped cuBLAS products. eh, ey: [start[E], I], [.., H]. */
+ * Prefill and training use the tensor-core products of grouped.h. eh, ey: [start[E], I], [.., H]. */
 int cuda_moe_experts_fwd(cudaStream_t s, const cuda_bf16 *const *wg, const cuda_bf16 *const *wu,
                          const cuda_bf16 *const *wd, const int *start, const cuda_bf16 *xe, int E, int H, int I,
                          cuda_bf16 *eh, cuda_bf16 *ey, Err *err);

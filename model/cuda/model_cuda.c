@@ -13,6 +13,7 @@
 #include "kernels/cpu/ops.h"
 #include "kernels/cuda/attn.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/grouped.h"
 #include "kernels/cuda/head.h"
 #include "kernels/cuda/mla.h"
 #include "kernels/cuda/moe.h"
@@ -40,7 +41,7 @@ static void layers_map(CudaModel *g, const Model *m) {
                       w16_of(g, m, w->kv_a_norm), w16_of(g, m, w->kv_b), w16_of(g, m, w->o),
                       w16_of(g, m, w->mlp_gate), w16_of(g, m, w->mlp_up), w16_of(g, m, w->mlp_down),
                       w16_of(g, m, w->router), w16_of(g, m, w->sh_gate), w16_of(g, m, w->sh_up),
-                      w16_of(g, m, w->sh_down), NULL, NULL, NULL, NULL, config_layer_is_moe(&g->cfg, l), NULL, NULL, NULL};
+                      w16_of(g, m, w->sh_down), NULL, NULL, NULL, NULL, config_layer_is_moe(&g->cfg, l), NULL, NULL, NULL, NULL, NULL, NULL};
         if (w->router_bias) d->router_bias = g->master + (w->router_bias - m->params);
         if (d->moe) {
             d->exp_gate = experts_of(g, m, w->exp_gate, E);
@@ -60,6 +61,7 @@ static int experts_upload(CudaModel *g, Err *err) {
     for (int l = 0; l < L; l++) nmoe += g->layers[l].moe;
     if (!nmoe || E <= 0) return 0;
     W *h = xmalloc(sizeof(W) * 3 * E * nmoe);
+    CU(cudaMalloc((void **)&g->dload, sizeof(int) * g->cfg.num_hidden_layers * E));
     CU(cudaMalloc((void **)&g->dexp, sizeof(W) * 3 * E * nmoe));
     for (int l = 0, i = 0; l < L; l++) {
         GLayer *d = &g->layers[l];
@@ -136,8 +138,6 @@ CudaModel *cuda_model_new(const Model *m, Err *err) {
 }
 
 static void acts_release(CudaModel *g) {
-    if (g->acts)
-        for (int l = 0; l < g->cfg.num_hidden_layers; l++) free(g->acts[l].hcount), free(g->acts[l].hstart);
     free(g->acts), free(g->hpos), free(g->htgt), free(g->hcs), free(g->hsn);
     g->acts = NULL, g->hpos = g->htgt = NULL, g->hcs = g->hsn = NULL;
     if (g->arena) cudaFree(g->arena);
@@ -154,6 +154,8 @@ void cuda_model_free(CudaModel *g) {
     free(g->inv_freq);
     if (g->blas) cuda_blas_free(g->blas);
     if (g->dexp) cudaFree(g->dexp);
+    if (g->dgexp) cudaFree(g->dgexp);
+    if (g->dload) cudaFree(g->dload);
     if (g->pk_scratch) cudaFree(g->pk_scratch);
     free(g->hseg);
     if (g->w16) cudaFree(g->w16);
@@ -211,7 +213,7 @@ static int acts_ensure(CudaModel *g, long N, Err *err) {
     if (g->capN) N = N > g->capN + g->capN / 4 ? N : g->capN + g->capN / 4;
     acts_release(g);
     const ModelConfig *c = &g->cfg;
-    const int L = c->num_hidden_layers, E = c->n_routed_experts, dr2 = c->qk_rope_head_dim / 2;
+    const int L = c->num_hidden_layers, dr2 = c->qk_rope_head_dim / 2;
     int ch = (int)(4194304L / c->vocab_size);  // the CPU's head chunk: ~4M logits at a time
     g->head_chunk = ch < 8 ? 8 : ch;
     g->acts = xcalloc((size_t)L, sizeof *g->acts);
@@ -220,8 +222,6 @@ static int acts_ensure(CudaModel *g, long N, Err *err) {
     CU(cudaMalloc(&g->arena, a.off));
     a = (Arena){g->arena, 0};
     acts_layout(g, &a, N);
-    for (int l = 0; l < L; l++)
-        if (g->layers[l].moe) g->acts[l].hcount = xcalloc((size_t)E, sizeof(int)), g->acts[l].hstart = xcalloc((size_t)E + 1, sizeof(int));
     g->hpos = xmalloc(sizeof(int) * N), g->htgt = xmalloc(sizeof(int) * N);
     g->hcs = xmalloc(sizeof(float) * N * (dr2 ? dr2 : 1)), g->hsn = xmalloc(sizeof(float) * N * (dr2 ? dr2 : 1));
     g->capN = N;
@@ -299,7 +299,7 @@ CudaRouterCfg cuda_model_router_cfg(const ModelConfig *c) {
 
 /* The MoE block of layer l over rows xn, as mlp_fwd: out (already holding the residual)
  * += routed experts (weighted, fp32 sum) + shared experts; t holds the MLP buffers. */
-int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cuda_bf16 *out, int *load, int on_device,
+int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cuda_bf16 *out, int *load, int few_rows,
                    Err *err) {
     const ModelConfig *c = &g->cfg;
     const GLayer *w = &g->layers[l];
@@ -308,30 +308,33 @@ int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cu
     cudaStream_t s = g->s;
     TRY(cuda_linear_fwd(g->blas, s, t->logits, CUDA_F32, xn, w->router, N, E, H, 0, err));
     TRY(cuda_moe_route(s, &rc, t->logits, w->router_bias, N, t->scores, t->topk, t->topw, t->topsum, err));
-    TRY(cuda_moe_permute(s, t->topk, N, k, E, t->count, t->start, t->perm, t->where, err));
-    if (on_device) {
-        TRY(cuda_moe_gather(s, t->xe, xn, t->perm, N, k, H, err));
-        TRY(cuda_moe_experts_fwd(s, w->dexp_gate, w->dexp_up, w->dexp_down, t->start, t->xe, E, H, Ie, t->eh, t->ey, err));
-        TRY(cuda_moe_combine(s, out, t->ey, t->topw, t->where, N, k, H, 1, err));
-        if (c->n_shared_experts > 0)
-            TRY(cuda_model_swiglu(g, out, 1, xn, w->sh_gate, w->sh_up, w->sh_down, t->g, t->u, t->h, N,
-                                  Ie * c->n_shared_experts, err));
-        return 0;
-    }
-    CU(cudaMemcpyAsync(t->hcount, t->count, sizeof(int) * E, cudaMemcpyDeviceToHost, s));
-    CU(cudaMemcpyAsync(t->hstart, t->start, sizeof(int) * (E + 1), cudaMemcpyDeviceToHost, s));
-    CU(cudaStreamSynchronize(s));  // the grouped products loop over experts on the host
-    if (load)
-        for (int e = 0; e < E; e++) load[e] += t->hcount[e];
+    TRY(cuda_moe_permute(s, t->topk, N, k, E, t->count, t->start, t->perm, t->where, load, err));
     TRY(cuda_moe_gather(s, t->xe, xn, t->perm, N, k, H, err));
-    TRY(cuda_linear_fwd_grouped(g->blas, s, t->eg, CUDA_BF16, t->xe, w->exp_gate, t->hcount, t->hstart, E, Ie, H, err));
-    TRY(cuda_linear_fwd_grouped(g->blas, s, t->eu, CUDA_BF16, t->xe, w->exp_up, t->hcount, t->hstart, E, Ie, H, err));
-    TRY(cuda_swiglu_fwd(s, t->eh, t->eg, t->eu, (long)N * k * Ie, err));
-    TRY(cuda_linear_fwd_grouped(g->blas, s, t->ey, CUDA_BF16, t->eh, w->exp_down, t->hcount, t->hstart, E, H, Ie, err));
+    if (few_rows) {
+        TRY(cuda_moe_experts_fwd(s, w->dexp_gate, w->dexp_up, w->dexp_down, t->start, t->xe, E, H, Ie, t->eh, t->ey, err));
+    } else {
+        TRY(cuda_grouped_fwd(s, t->eg, CUDA_BF16, t->xe, w->dexp_gate, t->start, E, N * k, Ie, H, 0, err));
+        TRY(cuda_grouped_fwd(s, t->eu, CUDA_BF16, t->xe, w->dexp_up, t->start, E, N * k, Ie, H, 0, err));
+        TRY(cuda_swiglu_fwd(s, t->eh, t->eg, t->eu, (long)N * k * Ie, err));
+        TRY(cuda_grouped_fwd(s, t->ey, CUDA_BF16, t->eh, w->dexp_down, t->start, E, N * k, H, Ie, 0, err));
+    }
     TRY(cuda_moe_combine(s, out, t->ey, t->topw, t->where, N, k, H, 1, err));
     if (c->n_shared_experts > 0)
         TRY(cuda_model_swiglu(g, out, 1, xn, w->sh_gate, w->sh_up, w->sh_down, t->g, t->u, t->h, N,
-                       Ie * c->n_shared_experts, err));
+                              Ie * c->n_shared_experts, err));
+    return 0;
+}
+
+/* load (host [L, E]) from g->dload after the forward that filled it (synchronises). */
+static int load_download(CudaModel *g, int *load, Err *err) {
+    const size_t n = (size_t)g->cfg.num_hidden_layers * g->cfg.n_routed_experts;
+    if (!n) return 0;
+    if (!g->dload) { /* no MoE layer */
+        memset(load, 0, sizeof(int) * n);
+        return 0;
+    }
+    CU(cudaMemcpyAsync(load, g->dload, sizeof(int) * n, cudaMemcpyDeviceToHost, g->s));
+    CU(cudaStreamSynchronize(g->s));
     return 0;
 }
 
@@ -378,16 +381,16 @@ static int forward_run(CudaModel *g, int N, float temperature, float *logp, floa
     const int H = c->hidden_size, L = c->num_hidden_layers, E = c->n_routed_experts;
     g->temperature = temperature;
     TRY(cuda_embed_rows(g->s, g->acts[0].x, g->embed, g->ids, N, H, err));
-    if (load && E) memset(load, 0, sizeof(int) * L * E);
-    for (int l = 0; l < L; l++)
-        TRY(layer_fwd(g, l, N, l + 1 < L ? g->acts[l + 1].x : g->xout, load && E ? load + l * E : NULL, err));
+    int *dl = load && g->dload ? g->dload : NULL;
+    if (dl) CU(cudaMemsetAsync(dl, 0, sizeof(int) * L * E, g->s));
+    for (int l = 0; l < L; l++) TRY(layer_fwd(g, l, N, l + 1 < L ? g->acts[l + 1].x : g->xout, dl ? dl + l * E : NULL, err));
     TRY(cuda_rmsnorm_fwd(g->s, g->xfn, g->rstdf, g->xout, g->final_norm, N, H, H, H, c->rms_norm_eps, err));
     TRY(cuda_head_fwd(g->blas, g->s, g->xfn, g->lm_head, g->targets, N, H, c->vocab_size, temperature, g->logp, g->hlse,
                       g->ent, g->head_scratch, g->head_chunk, err));
     if (logp) CU(cudaMemcpyAsync(logp, g->logp, sizeof(float) * N, cudaMemcpyDeviceToHost, g->s));
     if (entropy) CU(cudaMemcpyAsync(entropy, g->ent, sizeof(float) * N, cudaMemcpyDeviceToHost, g->s));
     CU(cudaStreamSynchronize(g->s));  // also where a fault inside any kernel above shows up
-    return 0;
+    return load ? load_download(g, load, err) : 0;
 }
 
 int cuda_model_forward(CudaModel *g, const Batch *b, float temperature, float *logp, float *entropy, int *load,

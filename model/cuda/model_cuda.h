@@ -75,18 +75,25 @@ int cuda_kvcache_len(const CudaKvCache *kv, int slot);
 int cuda_kvcache_copy(const CudaModel *g, CudaKvCache *kv, int dst, int src, Err *err);
 /* model_extend on the GPU: ntok[i] new tokens for slot slots[i] (ids concatenated),
  * appended to the cache; logits (host) of each sequence's last new token [nseq, V],
- * or of every new token [sum ntok, V] with all_logits. load: router load [L, E] or NULL. */
+ * or of every new token [sum ntok, V] with all_logits. (No router load: rollouts do
+ * not train the router; the training forward reports it.) */
 int cuda_model_extend(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
-                      float *logits, int all_logits, int *load, Err *err);
-/* Decode steps (one new token per sequence, no router load) as CUDA graphs: on by
+                      float *logits, int all_logits, Err *err);
+/* Decode steps (one new token per sequence) as CUDA graphs: on by
  * default, off with GRPO_CUDA_GRAPHS=0 in the environment or here (and by itself
  * after a capture that fails). The results are the same either way, bit for bit. */
 void cuda_model_set_graphs(CudaModel *g, int on);
 int cuda_model_graphs(const CudaModel *g);
-/* The same with the logits left on the device: written to logits (device, [rows, V]),
- * or, when NULL, to the cache's own buffer, valid until the next call. Asynchronous
- * on the model's stream (load, when asked, is filled before it returns). */
+/* The same with the logits left on the device: written to logits (device, room for
+ * logits_rows rows of V), or, when NULL, to the cache's own buffer, valid until the
+ * next call. Asynchronous on the model's stream. A decode step (one new token per
+ * sequence, no all_logits) runs padded to cuda_model_step_rows(nseq) rows when they
+ * fit in the buffer (the rows past nseq are padding), else unpadded. */
 int cuda_model_extend_dev(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
-                          float *logits, int all_logits, int *load, Err *err);
+                          float *logits, int logits_rows, int all_logits, Err *err);
+/* The rows a decode step of n sequences is padded to: powers of two to 8, then
+ * multiples of 8 to 64, of 32 to 512, of 64 beyond. A batch that shrinks as samples
+ * finish then meets a few sizes, each with its CUDA graph. */
+int cuda_model_step_rows(int n);
 
 #endif

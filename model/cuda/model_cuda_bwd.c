@@ -9,6 +9,7 @@
 
 #include "base/xalloc.h"
 #include "kernels/cuda/attn.h"
+#include "kernels/cuda/grouped.h"
 #include "kernels/cuda/head.h"
 #include "kernels/cuda/mla.h"
 #include "kernels/cuda/moe.h"
@@ -43,8 +44,37 @@ void cuda_model_bwd_layout(CudaModel *g, Arena *a, long N) {
     d->dlogp = FL(N), d->dent = FL(N);
 }
 
+/* The grads buffer, and the device arrays of the experts' gradient pointers into it
+ * (the grouped weight-gradient kernel picks an expert's on the device). */
+static int grads_alloc(CudaModel *g, Err *err) {
+    const int L = g->cfg.num_hidden_layers, E = g->cfg.n_routed_experts;
+    CU(cudaMalloc((void **)&g->grads, sizeof(float) * g->numel));
+    int nmoe = 0;
+    for (int l = 0; l < L; l++) nmoe += g->layers[l].moe;
+    if (!nmoe || E <= 0) return 0;
+    float **h = xmalloc(sizeof(float *) * 3 * E * nmoe);
+    cudaError_t e1 = cudaMalloc((void **)&g->dgexp, sizeof(float *) * 3 * E * nmoe);
+    for (int l = 0, i = 0; l < L && e1 == cudaSuccess; l++) {
+        GLayer *w = &g->layers[l];
+        if (!w->moe) continue;
+        for (int e = 0; e < E; e++)
+            h[(i + 0) * E + e] = G(g, w->exp_gate[e]), h[(i + 1) * E + e] = G(g, w->exp_up[e]),
+            h[(i + 2) * E + e] = G(g, w->exp_down[e]);
+        w->dgrad_gate = g->dgexp + i * E, w->dgrad_up = g->dgexp + (i + 1) * E, w->dgrad_down = g->dgexp + (i + 2) * E;
+        i += 3;
+    }
+    if (e1 == cudaSuccess) e1 = cudaMemcpy(g->dgexp, h, sizeof(float *) * 3 * E * nmoe, cudaMemcpyHostToDevice);
+    free(h);
+    if (e1 != cudaSuccess) { /* no half-made state: the next call starts again */
+        cudaFree(g->grads), cudaFree(g->dgexp);
+        g->grads = NULL, g->dgexp = NULL;
+    }
+    CU(e1);
+    return 0;
+}
+
 int cuda_model_zero_grads(CudaModel *g, Err *err) {
-    if (!g->grads) CU(cudaMalloc((void **)&g->grads, sizeof(float) * g->numel));
+    if (!g->grads) TRY(grads_alloc(g, err));
     CU(cudaMemsetAsync(g->grads, 0, sizeof(float) * g->numel, g->s));
     return 0;
 }
@@ -85,23 +115,20 @@ static int moe_bwd(CudaModel *g, int l, int N, const cuda_bf16 *dout, Err *err) 
     const int Is = Ie * c->n_shared_experts;
     cudaStream_t s = g->s;
     if (Is) TRY(swiglu_mlp_bwd(g, dout, t->xn2, w->sh_gate, w->sh_up, w->sh_down, t->g, t->u, t->h, d->dxn, 0, N, Is, err));
-    float **dWg = xmalloc(sizeof(float *) * 3 * (size_t)E), **dWu = dWg + E, **dWd = dWu + E;
-    for (int e = 0; e < E; e++) dWg[e] = G(g, w->exp_gate[e]), dWu[e] = G(g, w->exp_up[e]), dWd[e] = G(g, w->exp_down[e]);
     CudaRouterCfg rc = cuda_model_router_cfg(c);
-    int rc_ok = cuda_moe_combine_bwd(s, d->dye, d->dw, dout, t->ey, t->topw, t->perm, t->where, N, k, H, err) == 0 &&
-        cuda_linear_bwd_grouped(g->blas, s, d->dhe, CUDA_BF16, dWd, d->dye, t->eh, w->exp_down, t->hcount, t->hstart,
-                                E, H, Ie, 0, err) == 0 &&
-        cuda_swiglu_bwd(s, d->dge, d->due, d->dhe, t->eg, t->eu, (long)N * k * Ie, err) == 0 &&
-        cuda_linear_bwd_grouped(g->blas, s, d->dxe, CUDA_BF16, dWg, d->dge, t->xe, w->exp_gate, t->hcount, t->hstart,
-                                E, Ie, H, 0, err) == 0 &&
-        cuda_linear_bwd_grouped(g->blas, s, d->dxe, CUDA_BF16, dWu, d->due, t->xe, w->exp_up, t->hcount, t->hstart,
-                                E, Ie, H, 1, err) == 0 &&
-        cuda_moe_gather_bwd(s, d->dxn, d->dxe, t->where, N, k, H, Is > 0, err) == 0 &&
-        cuda_moe_router_bwd(s, &rc, t->scores, t->topk, t->topw, t->topsum, d->dw, N, d->dlogit, d->dlogit16, err) == 0 &&
-        cuda_linear_bwd_x(g->blas, s, d->dxn, CUDA_BF16, d->dlogit16, w->router, N, E, H, 1, err) == 0 &&
-        cuda_linear_bwd_w(g->blas, s, G(g, w->router), d->dlogit16, t->xn2, N, E, H, err) == 0;
-    free(dWg);  // the grouped calls read the array on the host before returning
-    return rc_ok ? 0 : -1;
+    const int R = N * k;
+    TRY(cuda_moe_combine_bwd(s, d->dye, d->dw, dout, t->ey, t->topw, t->perm, t->where, N, k, H, err));
+    TRY(cuda_grouped_bwd_x(s, d->dhe, CUDA_BF16, d->dye, w->dexp_down, t->start, E, R, H, Ie, 0, err));
+    TRY(cuda_grouped_bwd_w(s, w->dgrad_down, d->dye, t->eh, t->start, E, H, Ie, err));
+    TRY(cuda_swiglu_bwd(s, d->dge, d->due, d->dhe, t->eg, t->eu, (long)R * Ie, err));
+    TRY(cuda_grouped_bwd_x(s, d->dxe, CUDA_BF16, d->dge, w->dexp_gate, t->start, E, R, Ie, H, 0, err));
+    TRY(cuda_grouped_bwd_x(s, d->dxe, CUDA_BF16, d->due, w->dexp_up, t->start, E, R, Ie, H, 1, err));
+    TRY(cuda_grouped_bwd_w(s, w->dgrad_gate, d->dge, t->xe, t->start, E, Ie, H, err));
+    TRY(cuda_grouped_bwd_w(s, w->dgrad_up, d->due, t->xe, t->start, E, Ie, H, err));
+    TRY(cuda_moe_gather_bwd(s, d->dxn, d->dxe, t->where, N, k, H, Is > 0, err));
+    TRY(cuda_moe_router_bwd(s, &rc, t->scores, t->topk, t->topw, t->topsum, d->dw, N, d->dlogit, d->dlogit16, err));
+    TRY(cuda_linear_bwd_x(g->blas, s, d->dxn, CUDA_BF16, d->dlogit16, w->router, N, E, H, 1, err));
+    return cuda_linear_bwd_w(g->blas, s, G(g, w->router), d->dlogit16, t->xn2, N, E, H, err);
 }
 
 /* Keys, values and the latent: from dQ (rope dims still rotated), dK and dV (in dkvb)

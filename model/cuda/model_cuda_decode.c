@@ -5,15 +5,18 @@
  * context mapped out through W_UV (one strided-batched product over heads each), and
  * cuda_latent_attend reads each sequence's pages once for all heads.
  *
- * Decode steps (one new token per sequence, no router load asked) run as CUDA
- * graphs: the step's inputs are uploaded into fixed buffers first, then one graph
- * per (batch size, length bucket, logits buffer) is captured when a step repeats the
- * previous step's key, and replayed; the attention's split count follows the bucket (the longest sequence
- * rounded up to 128 tokens), so a graph serves 128 steps. Capture that fails turns
- * graphs off for the model (a note on stderr) and the step runs as plain launches.
+ * Decode steps (one new token per sequence) run as CUDA graphs: the step's inputs
+ * are uploaded into fixed buffers first, then one graph per (padded batch size,
+ * length bucket, logits buffer) is captured when a step repeats the previous step's
+ * key, and replayed; the attention's split count follows the bucket (the longest
+ * sequence rounded up to 128 tokens), so a graph serves 128 steps. The batch is
+ * padded to one of a few sizes (cuda_model_step_rows) with rows that attend to one
+ * token of a scratch page, so a batch that shrinks as samples finish keeps meeting
+ * the same keys. Capture that fails turns graphs off for the model (a note on
+ * stderr) and the step runs as plain launches; padding is the same either way.
  *
  * Pages: each slot owns max_len/P pages of its own, fixed at creation (a page table
- * that never changes); sharing a prompt's pages between the G slots of a group, and
+ * that never changes), and one more page is the padding rows' scratch; sharing a prompt's pages between the G slots of a group, and
  * a free list, are not done: kvcache_copy copies. Buffers for up to `cap` new
  * tokens grow and are kept, so a decode step allocates nothing once warm. */
 #include <stdio.h>
@@ -35,8 +38,9 @@ enum { KV_GRAPHS = 32, LEN_BUCKET = 128 }; /* graphs kept per cache (least recen
 struct CudaKvCache {
     int nslots, max_len, P, max_pages, L;
     int *len;                 /* host [nslots] tokens held per slot */
-    cuda_bf16 *ckv, *kpe;     /* [L, npages, P, d_c], [L, npages, P, d_r] */
-    int *pages;               /* device [nslots, max_pages]: slot s owns s*max_pages + j */
+    cuda_bf16 *ckv, *kpe;     /* [L, npages, P, d_c], [L, npages, P, d_r]; npages = nslots * max_pages + 1 */
+    int *pages;               /* device [nslots + 1, max_pages]: slot s owns s*max_pages + j; slot nslots
+                                 (the padding rows') maps every j to the last page */
     /* work for up to cap new tokens */
     int cap;
     void *arena;
@@ -58,7 +62,7 @@ struct CudaKvCache {
 };
 
 static CudaLatentCache layer_cache(const CudaModel *g, const CudaKvCache *kv, int l) {
-    const long npages = (long)kv->nslots * kv->max_pages;
+    const long npages = (long)kv->nslots * kv->max_pages + 1;
     const int dc = g->cfg.kv_lora_rank, dr = g->cfg.qk_rope_head_dim;
     return (CudaLatentCache){kv->ckv + (long)l * npages * kv->P * dc, kv->kpe + (long)l * npages * kv->P * dr,
                              kv->pages, (int)npages, kv->P, kv->max_pages, dc, dr};
@@ -73,14 +77,14 @@ CudaKvCache *cuda_kvcache_new(const CudaModel *g, int nslots, int max_len, int p
     kv->nslots = nslots, kv->max_len = max_len, kv->P = page, kv->L = g->cfg.num_hidden_layers;
     kv->max_pages = (max_len + page - 1) / page;
     kv->len = xcalloc((size_t)nslots, sizeof(int));
-    const size_t tokens = (size_t)kv->L * nslots * kv->max_pages * page;
-    int *table = xmalloc(sizeof(int) * (size_t)nslots * kv->max_pages);
-    for (long i = 0; i < (long)nslots * kv->max_pages; i++) table[i] = (int)i;
+    const long own = (long)nslots * kv->max_pages, entries = own + kv->max_pages;
+    const size_t tokens = (size_t)kv->L * (own + 1) * page;
+    int *table = xmalloc(sizeof(int) * (size_t)entries);
+    for (long i = 0; i < entries; i++) table[i] = (int)(i < own ? i : own);
     cudaError_t e = cudaMalloc((void **)&kv->ckv, tokens * g->cfg.kv_lora_rank * sizeof(cuda_bf16));
     if (e == cudaSuccess) e = cudaMalloc((void **)&kv->kpe, tokens * g->cfg.qk_rope_head_dim * sizeof(cuda_bf16));
-    if (e == cudaSuccess) e = cudaMalloc((void **)&kv->pages, sizeof(int) * (size_t)nslots * kv->max_pages);
-    if (e == cudaSuccess)
-        e = cudaMemcpy(kv->pages, table, sizeof(int) * (size_t)nslots * kv->max_pages, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) e = cudaMalloc((void **)&kv->pages, sizeof(int) * (size_t)entries);
+    if (e == cudaSuccess) e = cudaMemcpy(kv->pages, table, sizeof(int) * (size_t)entries, cudaMemcpyHostToDevice);
     free(table);
     if (e != cudaSuccess) {
         err_set(err, ERR_WORK, "cuda kvcache: %d slots x %d tokens: %s", nslots, max_len, cudaGetErrorString(e));
@@ -97,7 +101,7 @@ static void graphs_clear(CudaKvCache *kv) { /* they bake in the work buffers' ad
 
 static void work_release(CudaKvCache *kv) {
     graphs_clear(kv);
-    free(kv->mlp.hcount), free(kv->mlp.hstart), free(kv->hseq), free(kv->hpos), free(kv->hlen1);
+    free(kv->hseq), free(kv->hpos), free(kv->hlen1);
     free(kv->hcs), free(kv->hsn);
     if (kv->arena) cudaFree(kv->arena);
     kv->arena = NULL, kv->cap = 0;
@@ -162,8 +166,7 @@ static int work_ensure(const CudaModel *g, CudaKvCache *kv, int N, Err *err) {
     CU(cudaMalloc(&kv->arena, a.off));
     a = (Arena){kv->arena, 0};
     work_layout(g, kv, &a, cap);
-    const int E = c->n_routed_experts, dr2 = c->qk_rope_head_dim / 2 ? c->qk_rope_head_dim / 2 : 1;
-    if (E) kv->mlp.hcount = xcalloc((size_t)E, sizeof(int)), kv->mlp.hstart = xcalloc((size_t)E + 1, sizeof(int));
+    const int dr2 = c->qk_rope_head_dim / 2 ? c->qk_rope_head_dim / 2 : 1;
     kv->hseq = xmalloc(sizeof(int) * cap), kv->hpos = xmalloc(sizeof(int) * cap), kv->hlen1 = xmalloc(sizeof(int) * cap);
     kv->hcs = xmalloc(sizeof(float) * cap * dr2), kv->hsn = xmalloc(sizeof(float) * cap * dr2);
     kv->cap = cap;
@@ -188,14 +191,14 @@ static int dec_attention(CudaModel *g, CudaKvCache *kv, int l, int N, int max_le
                              (long long)(dn + dv) * dc, 0.0f, kv->att, CUDA_BF16, nh * dv, dv, nh, err);
 }
 
-/* Whether the MoE layers of a step of N new tokens keep the experts' row counts on
- * the device (no synchronisation): few rows per expert, and no router load asked. */
-static int moe_on_device(const ModelConfig *c, int N, const int *load) {
-    return !load && (!c->n_routed_experts || (long)N * c->num_experts_per_tok <= 64L * c->n_routed_experts);
+/* Whether N new tokens give the experts few rows each (cuda_moe_experts_fwd reads
+ * each weight row once for them; the tensor-core products do better past that). */
+static int moe_few_rows(const ModelConfig *c, int N) {
+    return !c->n_routed_experts || (long)N * c->num_experts_per_tok <= 64L * c->n_routed_experts;
 }
 
 /* One decoder layer over the N new tokens in kv->x, as dec_layer. */
-static int dec_layer(CudaModel *g, CudaKvCache *kv, int l, int N, int max_len, int *load, Err *err) {
+static int dec_layer(CudaModel *g, CudaKvCache *kv, int l, int N, int max_len, Err *err) {
     const ModelConfig *c = &g->cfg;
     const GLayer *w = &g->layers[l];
     const int H = c->hidden_size, nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
@@ -220,14 +223,26 @@ static int dec_layer(CudaModel *g, CudaKvCache *kv, int l, int N, int max_len, i
     TRY(cuda_linear_fwd(bl, s, kv->x, CUDA_BF16, kv->att, w->o, N, H, nh * dv, 1, err));
     TRY(cuda_rmsnorm_fwd(s, kv->xn, NULL, kv->x, w->post_norm, N, H, H, H, c->rms_norm_eps, err));
     GActs *t = &kv->mlp;
-    if (w->moe) return cuda_model_moe(g, l, t, kv->xn, N, kv->x, load, moe_on_device(c, N, load), err);
+    if (w->moe) return cuda_model_moe(g, l, t, kv->xn, N, kv->x, NULL, moe_few_rows(c, N), err);
     return cuda_model_swiglu(g, kv->x, 1, kv->xn, w->mlp_gate, w->mlp_up, w->mlp_down, t->g, t->u, t->h, N,
                              c->intermediate_size, err);
 }
 
-/* model_extend's checks, then the per-token slot, position and length and the rope tables. */
+int cuda_model_step_rows(int n) {
+    if (n <= 8) {
+        int p = 1;
+        while (p < n) p <<= 1;
+        return p;
+    }
+    const int q = n <= 64 ? 8 : n <= 512 ? 32 : 64; /* at most 1/8 of the rows are padding past 8 */
+    return (n + q - 1) / q * q;
+}
+
+/* model_extend's checks, then the per-token slot, position and length and the rope
+ * tables for the N new tokens, and for rows N .. Np-1 when pad (Np =
+ * cuda_model_step_rows(N)): token 0 at position 0 of the scratch slot, attending to itself. */
 static int extend_plan(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
-                       int *N_out, int *max_len, Err *err) {
+                       int pad, int *N_out, int *Np_out, int *max_len, Err *err) {
     const ModelConfig *c = &g->cfg;
     int N = 0, mx = 0;
     for (int i = 0; i < nseq; i++) {
@@ -245,19 +260,22 @@ static int extend_plan(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots
     for (int i = 0; i < N; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab_size)
             return err_set(err, ERR_INPUT, "cuda decode: token id %d outside the vocabulary", ids[i]);
-    TRY(work_ensure(g, kv, N, err));
+    const int Np = pad ? cuda_model_step_rows(N) : N;
+    TRY(work_ensure(g, kv, Np, err));
     for (int i = 0, n = 0; i < nseq; i++)
         for (int j = 0; j < ntok[i]; j++, n++)
             kv->hseq[n] = slots[i], kv->hpos[n] = kv->len[slots[i]] + j, kv->hlen1[n] = kv->hpos[n] + 1;
-    rope_table(kv->hcs, kv->hsn, kv->hpos, g->inv_freq, c->rope_amplitude, N, c->qk_rope_head_dim);
+    for (int n = N; n < Np; n++) kv->hseq[n] = kv->nslots, kv->hpos[n] = 0, kv->hlen1[n] = 1;
+    rope_table(kv->hcs, kv->hsn, kv->hpos, g->inv_freq, c->rope_amplitude, Np, c->qk_rope_head_dim);
     const size_t dr2 = (size_t)c->qk_rope_head_dim / 2;
     CU(cudaMemcpyAsync(kv->ids, ids, sizeof(int) * N, cudaMemcpyHostToDevice, g->s));
-    CU(cudaMemcpyAsync(kv->seq, kv->hseq, sizeof(int) * N, cudaMemcpyHostToDevice, g->s));
-    CU(cudaMemcpyAsync(kv->pos, kv->hpos, sizeof(int) * N, cudaMemcpyHostToDevice, g->s));
-    CU(cudaMemcpyAsync(kv->len1, kv->hlen1, sizeof(int) * N, cudaMemcpyHostToDevice, g->s));
-    CU(cudaMemcpyAsync(kv->rcos, kv->hcs, sizeof(float) * N * dr2, cudaMemcpyHostToDevice, g->s));
-    CU(cudaMemcpyAsync(kv->rsin, kv->hsn, sizeof(float) * N * dr2, cudaMemcpyHostToDevice, g->s));
-    *N_out = N, *max_len = mx;
+    if (Np > N) CU(cudaMemsetAsync(kv->ids + N, 0, sizeof(int) * (Np - N), g->s));
+    CU(cudaMemcpyAsync(kv->seq, kv->hseq, sizeof(int) * Np, cudaMemcpyHostToDevice, g->s));
+    CU(cudaMemcpyAsync(kv->pos, kv->hpos, sizeof(int) * Np, cudaMemcpyHostToDevice, g->s));
+    CU(cudaMemcpyAsync(kv->len1, kv->hlen1, sizeof(int) * Np, cudaMemcpyHostToDevice, g->s));
+    CU(cudaMemcpyAsync(kv->rcos, kv->hcs, sizeof(float) * Np * dr2, cudaMemcpyHostToDevice, g->s));
+    CU(cudaMemcpyAsync(kv->rsin, kv->hsn, sizeof(float) * Np * dr2, cudaMemcpyHostToDevice, g->s));
+    *N_out = N, *Np_out = Np, *max_len = mx;
     return 0;
 }
 
@@ -265,12 +283,11 @@ static int extend_plan(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots
  * logits of each sequence's last new token (or of every token) into out. When every
  * sequence has one new token (N == nseq) ntok is not read: a graph captures this. */
 static int dec_run(CudaModel *g, CudaKvCache *kv, int nseq, const int *ntok, int N, int max_len, float *out,
-                   int all_logits, int *load, Err *err) {
+                   int all_logits, Err *err) {
     const ModelConfig *c = &g->cfg;
-    const int H = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers, E = c->n_routed_experts;
+    const int H = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
     TRY(cuda_embed_rows(g->s, kv->x, g->embed, kv->ids, N, H, err));
-    if (load && E) memset(load, 0, sizeof(int) * L * E);
-    for (int l = 0; l < L; l++) TRY(dec_layer(g, kv, l, N, max_len, load && E ? load + l * E : NULL, err));
+    for (int l = 0; l < L; l++) TRY(dec_layer(g, kv, l, N, max_len, err));
     TRY(cuda_rmsnorm_fwd(g->s, kv->xn, NULL, kv->x, g->final_norm, N, H, H, H, c->rms_norm_eps, err));
     const cuda_bf16 *xs = kv->xn;
     int rows = all_logits ? N : nseq;
@@ -294,13 +311,13 @@ static int graph_step(CudaModel *g, CudaKvCache *kv, int N, int bucket, float *o
         if (kv->graph[i].N == N && kv->graph[i].bucket == bucket && kv->graph[i].out == out) k = i;
     const int again = kv->last_N == N && kv->last_bucket == bucket && kv->last_out == out;
     kv->last_N = N, kv->last_bucket = bucket, kv->last_out = out;
-    if (k < 0 && !again) return dec_run(g, kv, N, NULL, N, bucket, out, 0, NULL, err);
+    if (k < 0 && !again) return dec_run(g, kv, N, NULL, N, bucket, out, 0, err);
     if (k < 0) {
         cudaGraph_t graph = NULL;
         cudaGraphExec_t exec = NULL;
         Err e2 = {0};
         CU(cudaStreamBeginCapture(g->s, cudaStreamCaptureModeThreadLocal));
-        int rc = dec_run(g, kv, N, NULL, N, bucket, out, 0, NULL, &e2);
+        int rc = dec_run(g, kv, N, NULL, N, bucket, out, 0, &e2);
         cudaError_t ce = cudaStreamEndCapture(g->s, &graph);
         if (!rc && ce == cudaSuccess) ce = cudaGraphInstantiate(&exec, graph, 0);
         if (graph) cudaGraphDestroy(graph);
@@ -309,7 +326,7 @@ static int graph_step(CudaModel *g, CudaKvCache *kv, int N, int bucket, float *o
             fprintf(stderr, "cuda decode: CUDA graph capture failed (%s); decoding without graphs\n",
                     rc ? e2.msg : cudaGetErrorString(ce));
             cuda_model_set_graphs(g, 0);
-            return dec_run(g, kv, N, NULL, N, bucket, out, 0, NULL, err);
+            return dec_run(g, kv, N, NULL, N, bucket, out, 0, err);
         }
         if (kv->ngraph < KV_GRAPHS) k = kv->ngraph++;
         else {
@@ -326,11 +343,17 @@ static int graph_step(CudaModel *g, CudaKvCache *kv, int N, int bucket, float *o
 }
 
 int cuda_model_extend_dev(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
-                          float *logits, int all_logits, int *load, Err *err) {
+                          float *logits, int logits_rows, int all_logits, Err *err) {
     const ModelConfig *c = &g->cfg;
-    int N = 0, max_len = 0;
-    TRY(extend_plan(g, kv, nseq, slots, ntok, ids, &N, &max_len, err));
-    const int rows = all_logits ? N : nseq;
+    /* a decode step: one token per sequence, padded where the rows fit; the attention
+     * splits by the bucket, graphs or not */
+    int step = !all_logits, N = 0, Np = 0, max_len = 0;
+    for (int i = 0; i < nseq && step; i++) step = ntok[i] == 1;
+    const int pad = step && (!logits || cuda_model_step_rows(nseq) <= logits_rows);
+    TRY(extend_plan(g, kv, nseq, slots, ntok, ids, pad, &N, &Np, &max_len, err));
+    const int rows = all_logits ? N : pad ? Np : nseq;
+    if (logits && rows > logits_rows)
+        return err_set(err, ERR_INPUT, "cuda decode: %d rows of logits do not fit a buffer of %d", rows, logits_rows);
     if (!logits && rows > kv->logits_rows) { /* only as many rows as asked for: [tokens, V] can be GBs */
         if (kv->logits) cudaFree(kv->logits);
         kv->logits = NULL, kv->logits_rows = 0;
@@ -339,18 +362,16 @@ int cuda_model_extend_dev(CudaModel *g, CudaKvCache *kv, int nseq, const int *sl
     }
     float *out = logits ? logits : kv->logits;
     for (int i = 0; i < nseq; i++) kv->len[slots[i]] += ntok[i];
-    /* a decode step: one token per sequence; the attention splits by the bucket, graphs or not */
-    const int step = N == nseq && !all_logits && moe_on_device(c, N, load);
-    if (!step) return dec_run(g, kv, nseq, ntok, N, max_len, out, all_logits, load, err);
+    if (!step) return dec_run(g, kv, nseq, ntok, N, max_len, out, all_logits, err);
     int bucket = (max_len + LEN_BUCKET - 1) / LEN_BUCKET * LEN_BUCKET;
     bucket = bucket < kv->max_len ? bucket : kv->max_len;
-    if (cuda_model_graphs(g)) return graph_step(g, kv, N, bucket, out, err);
-    return dec_run(g, kv, nseq, ntok, N, bucket, out, 0, NULL, err);
+    if (cuda_model_graphs(g)) return graph_step(g, kv, Np, bucket, out, err);
+    return dec_run(g, kv, Np, NULL, Np, bucket, out, 0, err);
 }
 
 int cuda_model_extend(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
-                      float *logits, int all_logits, int *load, Err *err) {
-    TRY(cuda_model_extend_dev(g, kv, nseq, slots, ntok, ids, NULL, all_logits, load, err));
+                      float *logits, int all_logits, Err *err) {
+    TRY(cuda_model_extend_dev(g, kv, nseq, slots, ntok, ids, NULL, 0, all_logits, err));
     int rows = 0;
     for (int i = 0; i < nseq; i++) rows += all_logits ? ntok[i] : 1;
     CU(cudaMemcpyAsync(logits, kv->logits, sizeof(float) * rows * g->cfg.vocab_size, cudaMemcpyDeviceToHost, g->s));

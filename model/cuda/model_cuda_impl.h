@@ -25,9 +25,10 @@ typedef struct GLayer {
     W input_norm, post_norm, q_a, q_a_norm, q_b, q, kv_a, kv_a_norm, kv_b, o;
     W mlp_gate, mlp_up, mlp_down, router, sh_gate, sh_up, sh_down;
     const float *router_bias; /* [E] in the fp32 master copy */
-    W *exp_gate, *exp_up, *exp_down; /* HOST arrays of E device pointers (cuda_linear_*_grouped) */
+    W *exp_gate, *exp_up, *exp_down; /* HOST arrays of E device pointers */
     int moe;
-    const W *dexp_gate, *dexp_up, *dexp_down; /* the same arrays on the device (cuda_moe_experts_fwd) */
+    const W *dexp_gate, *dexp_up, *dexp_down; /* the same arrays on the device (the expert kernels) */
+    float *const *dgrad_gate, *const *dgrad_up, *const *dgrad_down; /* device [E]: their gradients (after the first backward) */
 } GLayer;
 
 /* One layer's saved activations for N tokens (device unless marked host). */
@@ -46,7 +47,6 @@ typedef struct GActs {
     cuda_bf16 *g, *u, *h;                     /* dense [N, I], or shared experts [N, I_s] */
     float *logits, *scores, *topw, *topsum;   /* [N, E], [N, E], [N*k], [N] */
     int *topk, *count, *start, *perm, *where; /* [N*k], [E], [E+1], [N*k], [N*k] */
-    int *hcount, *hstart;                     /* host [E], [E+1] */
     cuda_bf16 *xe, *eg, *eu, *eh, *ey;        /* [N*k, H], [N*k, I_e] x3, [N*k, H] perm order */
 } GActs;
 
@@ -76,6 +76,8 @@ struct CudaModel {
     float *master;      /* [numel] fp32 */
     W embed, final_norm, lm_head;
     W *dexp;            /* device [L_moe * 3 * E] expert pointers, GLayer.dexp_* point into it */
+    float **dgexp;      /* device [L_moe * 3 * E] their gradients' pointers (GLayer.dgrad_*) */
+    int *dload;         /* device [L, E] router load of the last forward, when asked */
     GLayer *layers;     /* [L] */
     float *inv_freq;    /* host [d_r/2] */
     /* activations for up to capN tokens, one device allocation */
@@ -105,9 +107,11 @@ struct CudaModel {
 /* Blocks model_cuda.c runs for the forward and the decoder (model_cuda_decode.c). */
 int cuda_model_swiglu(CudaModel *g, cuda_bf16 *out, int accumulate, const cuda_bf16 *x, W gate, W up, W down,
                       cuda_bf16 *gb, cuda_bf16 *ub, cuda_bf16 *hb, int N, int I, Err *err);
-/* on_device: the experts' row counts stay on the device (cuda_moe_experts_fwd; no
- * synchronisation, no counts on the host for a backward, load must be NULL): decode steps. */
-int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cuda_bf16 *out, int *load, int on_device,
+/* The experts' row counts stay on the device either way (no synchronisation).
+ * few_rows: the experts by cuda_moe_experts_fwd (decode steps: each weight row read
+ * once for its few rows; t->eg/eu are not kept, so no backward), else by the
+ * tensor-core products of grouped.h. load: device [E] router load added to, or NULL. */
+int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cuda_bf16 *out, int *load, int few_rows,
                    Err *err);
 
 /* The attention core of the last forward's layout (padded or packed), forward and backward. */

@@ -10,6 +10,7 @@
 #include "kernels/cuda/adamw.h"
 #include "kernels/cuda/attn.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/grouped.h"
 #include "kernels/cuda/head.h"
 #include "kernels/cuda/moe.h"
 #include "kernels/cuda/norm.h"
@@ -112,7 +113,7 @@ static int run_route(void *p) {
     int *topk = c->d;
     return cuda_moe_route(0, &c->rc, c->a, c->b, c->M, c->c, topk, c->e, c->f, &err) ||
            cuda_moe_permute(0, topk, c->M, c->rc.k, c->rc.E, c->g, (int *)c->g + 1024, c->x,
-                            (int *)c->x + (long)c->M * c->rc.k, &err);
+                            (int *)c->x + (long)c->M * c->rc.k, NULL, &err);
 }
 static int run_adamw(void *p) {
     Ctx *c = p;
@@ -240,6 +241,53 @@ static void bench_experts(int E, int H, int I, int k, int tokens) {
     free(pg), free(count), free(start);
 }
 
+/* The training products of the routed experts (grouped.h) at tokens x k rows spread at
+ * random over E experts: gate/up forward [rows, H] -> [rows, I], the input and weight
+ * gradients; next to each, cuBLAS on one dense product of the same FLOPs (the rate a
+ * perfect grouping would reach). */
+typedef struct GrpCtx { CudaBlas *h; void *x, *dy, *y, *dx, *w, *dw, *wp, *dwp, *start; int E, N, K, rows, mode; } GrpCtx;
+static int run_grouped(void *p) {
+    GrpCtx *g = p;
+    if (g->mode == 0) return cuda_grouped_fwd(0, g->y, CUDA_BF16, g->x, g->wp, g->start, g->E, g->rows, g->N, g->K, 0, &err);
+    if (g->mode == 1) return cuda_grouped_bwd_x(0, g->dx, CUDA_BF16, g->dy, g->wp, g->start, g->E, g->rows, g->N, g->K, 0, &err);
+    if (g->mode == 2) return cuda_grouped_bwd_w(0, g->dwp, g->dy, g->x, g->start, g->E, g->N, g->K, &err);
+    return cuda_linear_fwd(g->h, 0, g->y, CUDA_BF16, g->x, g->w, g->rows, g->N, g->K, 0, &err);
+}
+
+static void bench_grouped(CudaBlas *h, int E, int H, int I, int k, int tokens) {
+    GrpCtx g = {0};
+    g.h = h;
+    g.E = E, g.N = I, g.K = H, g.rows = tokens * k;
+    const long per = (long)I * H;
+    g.w = dev_random(2L * per * E, 0.02f), g.dw = dev_alloc(4L * per * E);
+    CU(cudaMemset(g.dw, 0, 4L * per * E));
+    const cuda_bf16 **pw = malloc(sizeof(void *) * E);
+    float **pd = malloc(sizeof(void *) * E);
+    for (int e = 0; e < E; e++) pw[e] = (cuda_bf16 *)g.w + per * e, pd[e] = (float *)g.dw + per * e;
+    g.wp = dev_upload(pw, sizeof(void *) * E), g.dwp = dev_upload(pd, sizeof(void *) * E);
+    int *count = calloc(E, sizeof(int)), *start = malloc(sizeof(int) * (E + 1));
+    for (int r = 0; r < g.rows; r++) count[rng_next(&rng) % E]++;
+    start[0] = 0;
+    for (int e = 0; e < E; e++) start[e + 1] = start[e] + count[e];
+    g.start = dev_upload(start, sizeof(int) * (E + 1));
+    g.x = dev_random(2L * g.rows * H, 1.0f), g.dy = dev_random(2L * g.rows * I, 1.0f);
+    g.y = dev_alloc(2L * g.rows * I), g.dx = dev_alloc(2L * g.rows * H);
+    const double fl = 2.0 * g.rows * per;
+    const char *names[] = {"grouped_fwd", "grouped_bwd_x", "grouped_bwd_w", "dense cuBLAS"};
+    char shape[96];
+    snprintf(shape, sizeof shape, "%d tok x k %d, E %d, %dx%d", tokens, k, E, I, H);
+    float ms[4];
+    for (g.mode = 0; g.mode < 4; g.mode++) {
+        ms[g.mode] = time_op(run_grouped, &g);
+        report(names[g.mode], shape, ms[g.mode], fl, 0);
+    }
+    printf("%-14s %-34s %9.2f x dense (fwd), %.2f x (bwd_x), %.2f x (bwd_w)\n", "grouped/dense", shape,
+           ms[3] / ms[0], ms[3] / ms[1], ms[3] / ms[2]);
+    cudaFree(g.w), cudaFree(g.dw), cudaFree(g.wp), cudaFree(g.dwp), cudaFree(g.start), cudaFree(g.x);
+    cudaFree(g.dy), cudaFree(g.y), cudaFree(g.dx);
+    free(pw), free(pd), free(count), free(start);
+}
+
 /* Decoding: nq sequences of len tokens each over a 64-token paged cache (V3: 128 heads, dc 512, dr 64). */
 static void bench_latent(int nq, int len) {
     AttnCtx a = {0};
@@ -348,6 +396,8 @@ int main(int argc, char **argv) {
     bench_experts(64, 768, 384, 4, 1);    /* dsv3-1b-a200m decoding, batch 1 and 64 */
     bench_experts(64, 768, 384, 4, 64);
     bench_experts(256, 7168, 2048, 8, 1); /* DeepSeek-V3 */
+    bench_grouped(c.h, 64, 768, 384, 4, 8192);   /* dsv3-1b-a200m training: 4 x 2048 tokens */
+    bench_grouped(c.h, 256, 7168, 2048, 8, 4096); /* DeepSeek-V3 */
     bench_latent(64, 4096);
     bench_latent(1, 32768);
     cuda_blas_free(c.h);

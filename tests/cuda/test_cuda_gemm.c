@@ -1,13 +1,15 @@
 /* test_cuda_gemm: cuBLASLt bf16 products (kernels/cuda/gemm.h) against the CPU
  * gemm (kernels/cpu/gemm.h) on bf16-rounded random inputs: every transpose
  * pair, fp32 and bf16 outputs, alpha/beta, padded leading dimensions, odd
- * sizes, the Linear wrappers, strided batches and grouped expert products
- * (whose row offsets leave pointers only 2-byte aligned). Skipped without a GPU. */
+ * sizes, the Linear wrappers, strided batches, the plan cache, and the grouped
+ * expert kernels (grouped.h) against the CPU's Linear per expert. Skipped
+ * without a GPU. */
 #include <string.h>
 
 #include "cuda_test.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/grouped.h"
 
 static uint64_t rng = 0x6e6d6d01;
 static Err err;
@@ -96,43 +98,71 @@ static void check_batched(CudaBlas *h, int nb, int M, int N, int K) {
     free(Ab), free(Bb), free(A), free(B), free(ref);
 }
 
-/* Experts of uneven sizes (one empty) over contiguous rows. */
-static void check_grouped(CudaBlas *h, int N, int K) {
-    enum { E = 5 };
-    const int count[E] = {3, 0, 7, 1, 12};
-    int start[E], rows = 0;
+/* The grouped expert products (grouped.h) against the CPU's Linear per expert:
+ * experts of uneven sizes (empty ones, one row, partial and several tiles),
+ * rows_max past the rows used, fp32 and bf16 outputs, accumulation into what the
+ * output holds, dW added to non-zero gradients. Odd N or K take the unaligned
+ * (element by element) loads. */
+static void check_grouped(int E, const int *count, int N, int K, int extra_rows) {
+    int *start = malloc(sizeof(int) * (E + 1)), rows = 0;
     for (int e = 0; e < E; e++) start[e] = rows, rows += count[e];
-    cuda_bf16 *xb = malloc(2L * rows * K), *dyb = malloc(2L * rows * N), *Wb = malloc(2L * E * N * K);
-    float *x = malloc(4L * rows * K), *dy = malloc(4L * rows * N), *W = malloc(4L * E * N * K);
-    float *y = calloc((long)rows * N, 4), *dx = calloc((long)rows * K, 4), *dW = calloc((long)E * N * K, 4);
-    rand_bf16(&rng, xb, x, (long)rows * K, 1.0f);
-    rand_bf16(&rng, dyb, dy, (long)rows * N, 1.0f);
-    rand_bf16(&rng, Wb, W, (long)E * N * K, 0.1f);
+    start[E] = rows;
+    const long nx = (long)rows * K, ny = (long)rows * N, nw = (long)E * N * K;
+    cuda_bf16 *xb = malloc(2 * nx + 2), *dyb = malloc(2 * ny + 2), *Wb = malloc(2 * nw), *y0b = malloc(2 * ny + 2);
+    cuda_bf16 *dx0b = malloc(2 * nx + 2);
+    float *x = malloc(4 * nx + 4), *dy = malloc(4 * ny + 4), *W = malloc(4 * nw), *y = malloc(4 * ny + 4);
+    float *dx = malloc(4 * nx + 4), *dW = malloc(4 * nw), *dW0 = malloc(4 * nw);
+    rand_bf16(&rng, xb, x, nx, 1.0f);
+    rand_bf16(&rng, dyb, dy, ny, 1.0f);
+    rand_bf16(&rng, Wb, W, nw, 0.1f);
+    rand_bf16(&rng, y0b, y, ny, 1.0f);   /* y and dx start as what is accumulated into */
+    rand_bf16(&rng, dx0b, dx, nx, 1.0f);
+    for (long i = 0; i < nw; i++) dW0[i] = dW[i] = (float)(i % 7) * 0.25f;
     for (int e = 0; e < E; e++) {
         if (!count[e]) continue;
-        linear_fwd(y + (long)start[e] * N, x + (long)start[e] * K, W + (long)e * N * K, count[e], N, K, 0);
+        linear_fwd(y + (long)start[e] * N, x + (long)start[e] * K, W + (long)e * N * K, count[e], N, K, 1);
         linear_bwd_x(dx + (long)start[e] * K, dy + (long)start[e] * N, W + (long)e * N * K, count[e], N, K);
         linear_bwd_w(dW + (long)e * N * K, dy + (long)start[e] * N, x + (long)start[e] * K, count[e], N, K);
     }
-    cuda_bf16 *d_x = dev_upload(xb, 2L * rows * K), *d_dy = dev_upload(dyb, 2L * rows * N);
-    cuda_bf16 *d_W = dev_upload(Wb, 2L * E * N * K);
-    void *d_y = dev_alloc(4L * rows * N), *d_dx = dev_alloc(2L * rows * K);
-    float *d_dW = dev_alloc(4L * E * N * K);
-    CU(cudaMemset(d_dW, 0, 4L * E * N * K));
-    const cuda_bf16 *Wp[E];
-    float *dWp[E];
+    float *yf = malloc(4 * ny + 4);  /* fp32 output, overwritten: the product alone */
+    for (int e = 0; e < E; e++)
+        if (count[e]) linear_fwd(yf + (long)start[e] * N, x + (long)start[e] * K, W + (long)e * N * K, count[e], N, K, 0);
+    int *d_start = dev_upload(start, sizeof(int) * (E + 1));
+    cuda_bf16 *d_x = dev_upload(xb, 2 * nx + 2), *d_dy = dev_upload(dyb, 2 * ny + 2), *d_W = dev_upload(Wb, 2 * nw);
+    cuda_bf16 *d_y = dev_upload(y0b, 2 * ny + 2), *d_dx = dev_upload(dx0b, 2 * nx + 2);
+    float *d_yf = dev_alloc(4 * ny + 4), *d_dW = dev_upload(dW0, 4 * nw);
+    const cuda_bf16 **Wp = malloc(sizeof *Wp * E);
+    float **dWp = malloc(sizeof *dWp * E);
     for (int e = 0; e < E; e++) Wp[e] = d_W + (long)e * N * K, dWp[e] = d_dW + (long)e * N * K;
-    OK(cuda_linear_fwd_grouped(h, 0, d_y, CUDA_F32, d_x, Wp, count, start, E, N, K, &err));
-    OK(cuda_linear_bwd_grouped(h, 0, d_dx, CUDA_BF16, dWp, d_dy, d_x, Wp, count, start, E, N, K, 0, &err));
+    void *d_Wp = dev_upload(Wp, sizeof *Wp * E), *d_dWp = dev_upload(dWp, sizeof *dWp * E);
+    const int rmax = rows + extra_rows;
+    OK(cuda_grouped_fwd(0, d_yf, CUDA_F32, d_x, d_Wp, d_start, E, rmax, N, K, 0, &err));
+    OK(cuda_grouped_fwd(0, d_y, CUDA_BF16, d_x, d_Wp, d_start, E, rmax, N, K, 1, &err));
+    OK(cuda_grouped_bwd_x(0, d_dx, CUDA_BF16, d_dy, d_Wp, d_start, E, rmax, N, K, 1, &err));
+    OK(cuda_grouped_bwd_w(0, d_dWp, d_dy, d_x, d_start, E, N, K, &err));
     dev_sync("grouped");
-    double ey = nmse_dev_f32(d_y, y, (long)rows * N), edx = nmse_dev_bf16(d_dx, dx, (long)rows * K);
-    double edw = nmse_dev_f32(d_dW, dW, (long)E * N * K);
-    CHECK(ey < NMSE_F32, "grouped fwd N=%d K=%d: nmse %.3g", N, K, ey);
-    CHECK(edx < NMSE_BF16_ONE, "grouped bwd dx N=%d K=%d: nmse %.3g", N, K, edx);
-    CHECK(edw < NMSE_F32, "grouped bwd dW N=%d K=%d: nmse %.3g", N, K, edw);
-    printf("grouped N=%d K=%d: nmse y %.2e dx %.2e dW %.2e\n", N, K, ey, edx, edw);
-    cudaFree(d_x), cudaFree(d_dy), cudaFree(d_W), cudaFree(d_y), cudaFree(d_dx), cudaFree(d_dW);
-    free(xb), free(dyb), free(Wb), free(x), free(dy), free(W), free(y), free(dx), free(dW);
+    double ef = nmse_dev_f32(d_yf, yf, ny), ey = nmse_dev_bf16(d_y, y, ny), edx = nmse_dev_bf16(d_dx, dx, nx);
+    double edw = nmse_dev_f32(d_dW, dW, nw);
+    CHECK(ef < NMSE_F32, "grouped fwd f32 E=%d N=%d K=%d: nmse %.3g", E, N, K, ef);
+    CHECK(ey < NMSE_BF16_ONE, "grouped fwd bf16 accumulate E=%d N=%d K=%d: nmse %.3g", E, N, K, ey);
+    CHECK(edx < NMSE_BF16_ONE, "grouped bwd dx accumulate E=%d N=%d K=%d: nmse %.3g", E, N, K, edx);
+    CHECK(edw < NMSE_F32, "grouped bwd dW E=%d N=%d K=%d: nmse %.3g", E, N, K, edw);
+    /* rows past start[E] (rows_max larger) and empty experts' gradients are left alone */
+    cuda_bf16 tail;
+    dev_download(&tail, d_y + ny, 2);
+    CHECK(tail == y0b[ny], "grouped fwd wrote past start[E]");
+    int empty_ok = 1;
+    float *hdw = malloc(4 * nw);
+    dev_download(hdw, d_dW, 4 * nw);
+    for (int e = 0; e < E; e++)
+        if (!count[e]) empty_ok &= memcmp(hdw + (long)e * N * K, dW0 + (long)e * N * K, 4L * N * K) == 0;
+    CHECK(empty_ok, "grouped bwd dW changed an expert without rows");
+    printf("grouped E=%d rows=%d (+%d) N=%d K=%d: nmse y f32 %.2e, y bf16 %.2e, dx %.2e, dW %.2e\n", E, rows,
+           extra_rows, N, K, ef, ey, edx, edw);
+    cudaFree(d_start), cudaFree(d_x), cudaFree(d_dy), cudaFree(d_W), cudaFree(d_y), cudaFree(d_dx), cudaFree(d_yf);
+    cudaFree(d_dW), cudaFree(d_Wp), cudaFree(d_dWp);
+    free(start), free(xb), free(dyb), free(Wb), free(y0b), free(dx0b), free(x), free(dy), free(W), free(y), free(dx);
+    free(dW), free(dW0), free(yf), free(Wp), free(dWp), free(hdw);
 }
 
 /* Plans are kept per shape and operand alignment: a repeated product reuses its
@@ -193,8 +223,16 @@ int main(void) {
     check_linear(h, 37, 100, 72);
     if (!test_quick()) check_linear(h, 256, 512, 384);
     check_batched(h, 3, 17, 24, 40);
-    check_grouped(h, 48, 64);
-    check_grouped(h, 33, 17);
+    const int c5[] = {3, 0, 7, 1, 12}, c8[] = {0, 64, 65, 130, 1, 200, 0, 63};
+    check_grouped(5, c5, 48, 64, 0);
+    check_grouped(5, c5, 33, 17, 5);
+    check_grouped(8, c8, 96, 160, 100);
+    if (!test_quick()) { /* the 1B config's expert shapes, gate/up then down */
+        int c16[16];
+        for (int e = 0; e < 16; e++) c16[e] = (int)(rng_next(&rng) % 160);
+        check_grouped(16, c16, 384, 768, 0);
+        check_grouped(16, c16, 768, 384, 0);
+    }
     check_plans(h);
     /* K = 0 scales C by beta; a too-small leading dimension is an input error */
     float c0[4] = {1, 2, 3, 4}, c1[4];

@@ -180,7 +180,7 @@ static void extend_both(const char *name, Model *m, KvCache *kc, CudaModel *g, C
     const long n = (long)rows * m->cfg.vocab_size;
     float *lc = malloc(sizeof(float) * n);
     OK(model_extend(m, kc, nseq, slots, ntok, ids, lc, all, &err));
-    OK(cuda_model_extend(g, kg, nseq, slots, ntok, ids, lg, all, NULL, &err));
+    OK(cuda_model_extend(g, kg, nseq, slots, ntok, ids, lg, all, &err));
     double e = nmse(lg, lc, n);
     printf("%s: decode, %d sequences, %d rows of logits: nmse %.2e\n", name, nseq, rows, e);
     CHECK(e <= 2e-3, "%s: decode logits nmse %.3e > 2e-3 (%d sequences)", name, e, nseq);
@@ -211,24 +211,29 @@ static void compare_decode(const char *name, Model *m, CudaModel *g, uint64_t se
     int pair[2] = {0, 2}, same[2] = {5, 5};
     extend_both(name, m, &kc, g, kg, 2, pair, one, same, 0, lg);
     CHECK(!memcmp(lg, lg + V, sizeof(float) * V), "%s: a copied slot decodes differently from its source", name);
+    int three[3] = {0, 1, 2}, ones3[3] = {1, 1, 1}, next3[3]; /* padded to 4 rows */
+    for (int i = 0; i < 3; i++) next3[i] = (int)(rng_next(&st) % (uint64_t)V);
+    extend_both(name, m, &kc, g, kg, 3, three, ones3, next3, 0, lg);
     int bad = 70;  // past the cache
-    CHECK(cuda_model_extend(g, kg, 1, pair, &bad, ids, lg, 0, NULL, &err) == -1 && err.code == ERR_INPUT,
+    CHECK(cuda_model_extend(g, kg, 1, pair, &bad, ids, lg, 0, &err) == -1 && err.code == ERR_INPUT,
           "%s: extending past the cache must be refused", name);
     /* decode steps with graphs on (the first plain, the second captured, then replayed) equal
-     * plain launches bit for bit */
-    CudaKvCache *ka = cuda_kvcache_new(g, 2, 64, 16, &err), *kb = cuda_kvcache_new(g, 2, 64, 16, &err);
-    float *la = malloc(sizeof(float) * 2 * V), *lb = malloc(sizeof(float) * 2 * V);
-    OK(cuda_model_extend(g, ka, 2, slots, ntok, ids, la, 0, NULL, &err));
-    OK(cuda_model_extend(g, kb, 2, slots, ntok, ids, lb, 0, NULL, &err));
+     * plain launches bit for bit; three sequences: padded to 4 rows either way */
+    CudaKvCache *ka = cuda_kvcache_new(g, 3, 64, 16, &err), *kb = cuda_kvcache_new(g, 3, 64, 16, &err);
+    float *la = malloc(sizeof(float) * 3 * V), *lb = malloc(sizeof(float) * 3 * V);
+    int ntok3[3] = {13, 20, 9};
+    OK(cuda_model_extend(g, ka, 3, three, ntok3, ids, la, 0, &err));
+    OK(cuda_model_extend(g, kb, 3, three, ntok3, ids, lb, 0, &err));
     int equal = 1;
     for (int step = 0; step < 5; step++) {
-        int next[2] = {(int)(rng_next(&st) % (uint64_t)V), (int)(rng_next(&st) % (uint64_t)V)};
+        int next[3];
+        for (int i = 0; i < 3; i++) next[i] = (int)(rng_next(&st) % (uint64_t)V);
         cuda_model_set_graphs(g, 1);
-        OK(cuda_model_extend(g, ka, 2, slots, one, next, la, 0, NULL, &err));
+        OK(cuda_model_extend(g, ka, 3, three, ones3, next, la, 0, &err));
         CHECK(cuda_model_graphs(g), "%s: graph capture failed at step %d", name, step);
         cuda_model_set_graphs(g, 0);
-        OK(cuda_model_extend(g, kb, 2, slots, one, next, lb, 0, NULL, &err));
-        equal &= !memcmp(la, lb, sizeof(float) * 2 * V);
+        OK(cuda_model_extend(g, kb, 3, three, ones3, next, lb, 0, &err));
+        equal &= !memcmp(la, lb, sizeof(float) * 3 * V);
     }
     cuda_model_set_graphs(g, 1);
     CHECK(equal, "%s: decode steps run as CUDA graphs differ from plain launches", name);

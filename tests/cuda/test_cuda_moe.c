@@ -11,6 +11,7 @@
 #include "cuda_test.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/grouped.h"
 #include "kernels/cuda/moe.h"
 #include "kernels/cuda/swiglu.h"
 #include "model/model_internal.h"
@@ -86,7 +87,10 @@ static void check_case(CudaBlas *bl, const Case *t) {
     int *d_topk = dev_alloc(4L * NK), *d_count = dev_alloc(4L * E), *d_start = dev_alloc(4L * (E + 1));
     int *d_perm = dev_alloc(4L * NK), *d_where = dev_alloc(4L * NK);
     OK(cuda_moe_route(0, &rc, d_logits, t->bias ? d_bias : NULL, N, d_scores, d_topk, d_topw, d_topsum, &err));
-    OK(cuda_moe_permute(0, d_topk, N, k, E, d_count, d_start, d_perm, d_where, &err));
+    int load0[64], load[64];
+    for (int e = 0; e < E; e++) load0[e] = e * 3;
+    int *d_load = dev_upload(load0, 4L * E);
+    OK(cuda_moe_permute(0, d_topk, N, k, E, d_count, d_start, d_perm, d_where, d_load, &err));
     dev_sync("moe route + permute");
     int route_ok = exact_int(d_topk, f.topk, NK);
     CHECK(route_ok, "E=%d k=%d method=%d scoring=%d: chosen experts differ from the CPU", E, k, t->method, t->scoring);
@@ -100,11 +104,13 @@ static void check_case(CudaBlas *bl, const Case *t) {
     CHECK(exact_int(d_start, f.start, E + 1), "E=%d: expert offsets differ", E);
     CHECK(exact_int(d_perm, f.perm, NK), "E=%d: permutation differs (must be stable, token order)", E);
     CHECK(exact_int(d_where, where, NK), "E=%d: inverse permutation differs", E);
+    dev_download(load, d_load, 4L * E);
+    int load_ok = 1;
+    for (int e = 0; e < E; e++) load_ok &= load[e] == load0[e] + f.count[e];
+    CHECK(load_ok, "E=%d: the router load must be added the per-expert counts", E);
+    cudaFree(d_load);
 
-    /* forward: gather, experts, combine */
-    int count[64], start[65];
-    dev_download(count, d_count, 4L * E);
-    dev_download(start, d_start, 4L * (E + 1));
+    /* forward: gather, experts (tensor-core grouped products), combine */
     cuda_bf16 *d_P = dev_upload(Pb, 2 * np), *d_x = dev_upload(xb, 2L * N * H), *d_dout = dev_upload(doutb, 2L * N * H);
     cuda_bf16 *d_xe = dev_alloc(2L * NK * H), *d_g = dev_alloc(2L * NK * Ie), *d_u = dev_alloc(2L * NK * Ie);
     cuda_bf16 *d_h = dev_alloc(2L * NK * Ie), *d_ey = dev_alloc(2L * NK * H), *d_out = dev_alloc(2L * N * H);
@@ -116,11 +122,15 @@ static void check_case(CudaBlas *bl, const Case *t) {
         Wg[e] = d_P + o, Wu[e] = d_P + o + (long)Ie * H, Wd[e] = d_P + o + 2L * Ie * H;
         dWg[e] = d_G + o, dWu[e] = d_G + o + (long)Ie * H, dWd[e] = d_G + o + 2L * Ie * H;
     }
+    const cuda_bf16 **d_W = dev_upload(Wg, sizeof(void *) * E);
+    const cuda_bf16 **d_Wu = dev_upload(Wu, sizeof(void *) * E), **d_Wd = dev_upload(Wd, sizeof(void *) * E);
+    float **d_dWg = dev_upload(dWg, sizeof(void *) * E), **d_dWu = dev_upload(dWu, sizeof(void *) * E);
+    float **d_dWd = dev_upload(dWd, sizeof(void *) * E);
     OK(cuda_moe_gather(0, d_xe, d_x, d_perm, N, k, H, &err));
-    OK(cuda_linear_fwd_grouped(bl, 0, d_g, CUDA_BF16, d_xe, Wg, count, start, E, Ie, H, &err));
-    OK(cuda_linear_fwd_grouped(bl, 0, d_u, CUDA_BF16, d_xe, Wu, count, start, E, Ie, H, &err));
+    OK(cuda_grouped_fwd(0, d_g, CUDA_BF16, d_xe, d_W, d_start, E, NK, Ie, H, 0, &err));
+    OK(cuda_grouped_fwd(0, d_u, CUDA_BF16, d_xe, d_Wu, d_start, E, NK, Ie, H, 0, &err));
     OK(cuda_swiglu_fwd(0, d_h, d_g, d_u, (long)NK * Ie, &err));
-    OK(cuda_linear_fwd_grouped(bl, 0, d_ey, CUDA_BF16, d_h, Wd, count, start, E, H, Ie, &err));
+    OK(cuda_grouped_fwd(0, d_ey, CUDA_BF16, d_h, d_Wd, d_start, E, NK, H, Ie, 0, &err));
     /* shared experts first (out = shared), then the routed sum added onto it */
     const cuda_bf16 *Wsg = d_P + o_sh, *Wsu = d_P + o_sh + (long)Is * H, *Wsd = d_P + o_sh + 2L * Is * H;
     cuda_bf16 *d_sg = dev_alloc(2L * N * Is), *d_su = dev_alloc(2L * N * Is), *d_sh = dev_alloc(2L * N * Is);
@@ -137,15 +147,13 @@ static void check_case(CudaBlas *bl, const Case *t) {
     CHECK(exe == 0.0, "E=%d: gathered expert inputs must be exact copies (nmse %.3g)", E, exe);
     CHECK(eey < NMSE_BF16_CHAIN, "E=%d: expert outputs nmse %.3g", E, eey);
     CHECK(eout < NMSE_BF16_CHAIN, "E=%d N=%d H=%d: block output nmse %.3g", E, N, H, eout);
-    /* the decoder's path: the same products with the row counts read on the device */
-    const cuda_bf16 **d_W = dev_upload(Wg, sizeof(void *) * E);
-    const cuda_bf16 **d_Wu = dev_upload(Wu, sizeof(void *) * E), **d_Wd = dev_upload(Wd, sizeof(void *) * E);
+    /* the decoder's path for few rows per expert: one kernel reading each weight row once */
     cuda_bf16 *d_h2 = dev_alloc(2L * NK * Ie), *d_ey2 = dev_alloc(2L * NK * H);
     OK(cuda_moe_experts_fwd(0, d_W, d_Wu, d_Wd, d_start, d_xe, E, H, Ie, d_h2, d_ey2, &err));
     dev_sync("moe experts (device counts)");
     double eey2 = nmse_dev_bf16(d_ey2, f.ey, (long)NK * H);
     CHECK(eey2 < NMSE_BF16_CHAIN, "E=%d H=%d: expert outputs with device counts nmse %.3g", E, H, eey2);
-    cudaFree(d_W), cudaFree(d_Wu), cudaFree(d_Wd), cudaFree(d_h2), cudaFree(d_ey2);
+    cudaFree(d_h2), cudaFree(d_ey2);
 
     /* backward */
     cuda_bf16 *d_dye = dev_alloc(2L * NK * H), *d_dh = dev_alloc(2L * NK * Ie), *d_dg = dev_alloc(2L * NK * Ie);
@@ -163,10 +171,13 @@ static void check_case(CudaBlas *bl, const Case *t) {
         OK(cuda_linear_bwd_w(bl, 0, d_G + o_sh + (long)Is * H, d_sdu, d_x, N, Is, H, &err));
     }
     OK(cuda_moe_combine_bwd(0, d_dye, d_dw, d_dout, d_ey, d_topw, d_perm, d_where, N, k, H, &err));
-    OK(cuda_linear_bwd_grouped(bl, 0, d_dh, CUDA_BF16, dWd, d_dye, d_h, Wd, count, start, E, H, Ie, 0, &err));
+    OK(cuda_grouped_bwd_x(0, d_dh, CUDA_BF16, d_dye, d_Wd, d_start, E, NK, H, Ie, 0, &err));
+    OK(cuda_grouped_bwd_w(0, d_dWd, d_dye, d_h, d_start, E, H, Ie, &err));
     OK(cuda_swiglu_bwd(0, d_dg, d_du, d_dh, d_g, d_u, (long)NK * Ie, &err));
-    OK(cuda_linear_bwd_grouped(bl, 0, d_dxe, CUDA_BF16, dWg, d_dg, d_xe, Wg, count, start, E, Ie, H, 0, &err));
-    OK(cuda_linear_bwd_grouped(bl, 0, d_dxe, CUDA_BF16, dWu, d_du, d_xe, Wu, count, start, E, Ie, H, 1, &err));
+    OK(cuda_grouped_bwd_x(0, d_dxe, CUDA_BF16, d_dg, d_W, d_start, E, NK, Ie, H, 0, &err));
+    OK(cuda_grouped_bwd_x(0, d_dxe, CUDA_BF16, d_du, d_Wu, d_start, E, NK, Ie, H, 1, &err));
+    OK(cuda_grouped_bwd_w(0, d_dWg, d_dg, d_xe, d_start, E, Ie, H, &err));
+    OK(cuda_grouped_bwd_w(0, d_dWu, d_du, d_xe, d_start, E, Ie, H, &err));
     OK(cuda_moe_gather_bwd(0, d_dxn, d_dxe, d_where, N, k, H, Is > 0, &err));
     OK(cuda_moe_router_bwd(0, &rc, d_scores, d_topk, d_topw, d_topsum, d_dw, N, d_dlogit, d_dlogit16, &err));
     OK(cuda_linear_bwd_x(bl, 0, d_dxn, CUDA_BF16, d_dlogit16, d_P, N, E, H, 1, &err));
@@ -189,7 +200,8 @@ static void check_case(CudaBlas *bl, const Case *t) {
 
     void *frees[] = {d_logits, d_bias, d_scores, d_topw, d_topsum, d_topk, d_count, d_start, d_perm, d_where, d_P,
                      d_x, d_dout, d_xe, d_g, d_u, d_h, d_ey, d_out, d_G, d_dye, d_dh, d_dg, d_du, d_dxe, d_dxn,
-                     d_dw, d_dlogit, d_dlogit16, d_sg, d_su, d_sh, d_sdh, d_sdg, d_sdu};
+                     d_dw, d_dlogit, d_dlogit16, d_sg, d_su, d_sh, d_sdh, d_sdg, d_sdu, d_W, d_Wu, d_Wd,
+                     d_dWg, d_dWu, d_dWd};
     for (unsigned i = 0; i < sizeof frees / sizeof *frees; i++) cudaFree(frees[i]);
     mlp_acts_free(&f);
     free(P), free(Pb), free(m.grads), free(xb), free(doutb), free(xn), free(dout), free(out), free(dxn);
