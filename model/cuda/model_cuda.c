@@ -214,8 +214,13 @@ static int acts_ensure(CudaModel *g, long N, Err *err) {
     acts_release(g);
     const ModelConfig *c = &g->cfg;
     const int L = c->num_hidden_layers, dr2 = c->qk_rope_head_dim / 2;
-    int ch = (int)(4194304L / c->vocab_size);  // the CPU's head chunk: ~4M logits at a time
-    g->head_chunk = ch < 8 ? 8 : ch;
+    /* The head's fp32 logits for up to 128M values at a time (512 MB; ~1000 tokens at
+     * V = 129280): the chunk must be large enough that reading lm_head once per chunk
+     * costs little next to the product (at the CPU's 32 rows it would be 200 MB per 32
+     * tokens), and need not exceed the batch. */
+    long ch = (128L << 20) / c->vocab_size;
+    ch = ch < N ? ch : N;
+    g->head_chunk = (int)(ch < 8 ? 8 : ch);
     g->acts = xcalloc((size_t)L, sizeof *g->acts);
     Arena a = {NULL, 0};
     acts_layout(g, &a, N);
