@@ -151,11 +151,52 @@ __global__ void perm_fill_kernel(const int *topk, int total, const int *start, i
     }
 }
 
+// The three kernels above in one block, for few assignments (a decode step): one
+// launch instead of three; warp w counts and fills experts w, w + 32, ...
+__global__ void perm_small_kernel(const int *topk, int total, int E, int *count, int *start, int *perm, int *where,
+                                  int *load) {
+    extern __shared__ int at[];  // [E]: counts, then starts
+    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+    for (int e = threadIdx.x >> 5; e < E; e += nw) {
+        int cnt = 0;
+        for (int base = 0; base < total; base += 32) cnt += __popc(__ballot_sync(0xffffffffu, base + lane < total && topk[base + lane] == e));
+        if (lane == 0) at[e] = cnt;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int acc = 0;
+        for (int e = 0; e < E; e++) {
+            const int c = at[e];
+            count[e] = c, start[e] = acc, at[e] = acc, acc += c;
+            if (load) load[e] += c;
+        }
+        start[E] = acc;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x >> 5; e < E; e += nw) {
+        int pos = at[e];
+        for (int base = 0; base < total; base += 32) {
+            const int i = base + lane, flag = i < total && topk[i] == e;
+            const unsigned mask = __ballot_sync(0xffffffffu, flag);
+            if (flag) {
+                const int p = pos + __popc(mask & ((1u << lane) - 1u));
+                perm[p] = i, where[i] = p;
+            }
+            pos += __popc(mask);
+        }
+    }
+}
+
 extern "C" int cuda_moe_permute(cudaStream_t s, const int *topk, int N, int k, int E, int *count, int *start,
                                 int *perm, int *where, int *load, Err *err) {
     if (N < 0 || k <= 0 || E <= 0)
         return err_set(err, ERR_INPUT, "cuda_moe_permute: bad shape N=%d k=%d E=%d", N, k, E);
     const int total = N * k;
+    if ((long)total * E <= (1L << 18)) { /* each warp scans every assignment per expert: cheap only when few */
+        perm_small_kernel<<<1, 1024, sizeof(int) * E, s>>>(topk, total, E, count, start, perm, where, load);
+        CUDA_LAUNCHED("moe permute (one block)", err);
+        return 0;
+    }
     perm_count_kernel<<<E, 32, 0, s>>>(topk, total, count);
     CUDA_LAUNCHED("moe permute (count)", err);
     perm_scan_kernel<<<1, 32, 0, s>>>(count, start, E, load);
@@ -228,14 +269,14 @@ __device__ __forceinline__ float row_dot(const bf16 *w, const bf16 *x, int K, in
     return warp_sum(acc);
 }
 
-__global__ void experts_gate_up_kernel(const bf16 *const *wg, const bf16 *const *wu, const int *start, const bf16 *xe,
-                                       int H, int I, bf16 *eh) {
+__global__ void experts_gate_up_kernel(const bf16 *const *wg, const bf16 *const *wu, const int *start, const bf16 *xs,
+                                       const int *perm, int k, int H, int I, bf16 *eh) {
     const int e = blockIdx.x, lane = threadIdx.x & 31, j = blockIdx.y * EXP_WARPS + (threadIdx.x >> 5);
     const int r0 = start[e], r1 = start[e + 1];
     if (j >= I || r0 == r1) return;
     const bf16 *g = wg[e] + (long)j * H, *u = wu[e] + (long)j * H;
     for (int r = r0; r < r1; r++) {
-        const bf16 *x = xe + (long)r * H;
+        const bf16 *x = xs + (long)(perm[r] / k) * H; /* the token's row itself: no gathered copy */
         float gv = __bfloat162float(__float2bfloat16_rn(row_dot(g, x, H, lane)));
         float uv = __bfloat162float(__float2bfloat16_rn(row_dot(u, x, H, lane)));
         if (lane == 0) st_bf16(eh + (long)r * I + j, gv / (1.0f + expf(-gv)) * uv);
@@ -254,13 +295,13 @@ __global__ void experts_down_kernel(const bf16 *const *wd, const int *start, con
 }
 
 extern "C" int cuda_moe_experts_fwd(cudaStream_t s, const cuda_bf16 *const *wg, const cuda_bf16 *const *wu,
-                                    const cuda_bf16 *const *wd, const int *start, const cuda_bf16 *xe, int E, int H,
-                                    int I, cuda_bf16 *eh, cuda_bf16 *ey, Err *err) {
-    if (E <= 0 || H <= 0 || I <= 0 || E > 65535)
-        return err_set(err, ERR_INPUT, "cuda_moe_experts_fwd: bad shape E=%d H=%d I=%d", E, H, I);
+                                    const cuda_bf16 *const *wd, const int *start, const cuda_bf16 *x, const int *perm,
+                                    int k, int E, int H, int I, cuda_bf16 *eh, cuda_bf16 *ey, Err *err) {
+    if (E <= 0 || H <= 0 || I <= 0 || k <= 0 || E > 65535)
+        return err_set(err, ERR_INPUT, "cuda_moe_experts_fwd: bad shape E=%d k=%d H=%d I=%d", E, k, H, I);
     dim3 gu(E, (I + EXP_WARPS - 1) / EXP_WARPS), dn(E, (H + EXP_WARPS - 1) / EXP_WARPS);
     experts_gate_up_kernel<<<gu, 32 * EXP_WARPS, 0, s>>>((const bf16 *const *)wg, (const bf16 *const *)wu, start,
-                                                         (const bf16 *)xe, H, I, (bf16 *)eh);
+                                                         (const bf16 *)x, perm, k, H, I, (bf16 *)eh);
     CUDA_LAUNCHED("moe experts (gate, up)", err);
     experts_down_kernel<<<dn, 32 * EXP_WARPS, 0, s>>>((const bf16 *const *)wd, start, (const bf16 *)eh, H, I,
                                                       (bf16 *)ey);

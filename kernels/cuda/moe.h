@@ -54,7 +54,8 @@ int cuda_moe_route(cudaStream_t s, const CudaRouterCfg *c, const float *logits, 
 
 /* Groups the N*k assignments by expert: count [E], start [E+1] (exclusive
  * offsets, start[E] = N*k), perm [N*k] (assignment ids in expert order),
- * where [N*k] (where[perm[i]] = i). load [E] (NULL: none) gets count added:
+ * where [N*k] (where[perm[i]] = i). One launch when N*k*E <= 2^18 (decode
+ * steps), three otherwise. load [E] (NULL: none) gets count added:
  * the router load summed over calls without a trip to the host. All device arrays. */
 int cuda_moe_permute(cudaStream_t s, const int *topk, int N, int k, int E, int *count, int *start, int *perm,
                      int *where, int *load, Err *err);
@@ -69,17 +70,18 @@ int cuda_moe_combine(cudaStream_t s, cuda_bf16 *out, const cuda_bf16 *ey, const 
 
 /* The routed experts' SwiGLU MLP with the experts' row counts read on the device
  * (no host synchronisation, so a decode step can be captured in a CUDA graph): for
- * each expert e and its rows r in start[e] .. start[e+1] of xe [N*k, H] (perm order),
- *   eh[r] = bf16(silu(bf16(xe[r] . Wg[e]^T)) * bf16(xe[r] . Wu[e]^T))   [I]
- *   ey[r] = bf16(eh[r] . Wd[e]^T)                                        [H]
+ * each expert e and its rows r in start[e] .. start[e+1] (perm order), whose input is
+ * token perm[r] / k's row of x [N, H] (read in place: no gather),
+ *   eh[r] = bf16(silu(bf16(x[t] . Wg[e]^T)) * bf16(x[t] . Wu[e]^T))   [I]
+ *   ey[r] = bf16(eh[r] . Wd[e]^T)                                      [H]
  * (the roundings of cuda_grouped_fwd + cuda_swiglu_fwd; fp32 sums in another
  * order). wg, wu [I, H] and wd [H, I] are DEVICE arrays of E device pointers. An
  * expert without rows reads nothing; one with rows reads each weight row once and
  * keeps it in cache for its other rows: what decoding needs (few rows per expert).
  * Prefill and training use the tensor-core products of grouped.h. eh, ey: [start[E], I], [.., H]. */
 int cuda_moe_experts_fwd(cudaStream_t s, const cuda_bf16 *const *wg, const cuda_bf16 *const *wu,
-                         const cuda_bf16 *const *wd, const int *start, const cuda_bf16 *xe, int E, int H, int I,
-                         cuda_bf16 *eh, cuda_bf16 *ey, Err *err);
+                         const cuda_bf16 *const *wd, const int *start, const cuda_bf16 *x, const int *perm, int k,
+                         int E, int H, int I, cuda_bf16 *eh, cuda_bf16 *ey, Err *err);
 
 /* Backward of combine: dye [N*k, H] (perm order) = topw[a] * dout[a / k] for
  * a = perm[i]; dw [N*k] = dout[n] . ey[where[n*k+j]] (d loss / d topw). */

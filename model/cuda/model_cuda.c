@@ -41,7 +41,7 @@ static void layers_map(CudaModel *g, const Model *m) {
                       w16_of(g, m, w->kv_a_norm), w16_of(g, m, w->kv_b), w16_of(g, m, w->o),
                       w16_of(g, m, w->mlp_gate), w16_of(g, m, w->mlp_up), w16_of(g, m, w->mlp_down),
                       w16_of(g, m, w->router), w16_of(g, m, w->sh_gate), w16_of(g, m, w->sh_up),
-                      w16_of(g, m, w->sh_down), NULL, NULL, NULL, NULL, config_layer_is_moe(&g->cfg, l), NULL, NULL, NULL, NULL, NULL, NULL};
+                      w16_of(g, m, w->sh_down), NULL, NULL, NULL, NULL, config_layer_is_moe(&g->cfg, l), NULL, NULL, NULL, NULL, NULL};
         if (w->router_bias) d->router_bias = g->master + (w->router_bias - m->params);
         if (d->moe) {
             d->exp_gate = experts_of(g, m, w->exp_gate, E);
@@ -52,6 +52,23 @@ static void layers_map(CudaModel *g, const Model *m) {
     g->embed = w16_of(g, m, m->embed);
     g->final_norm = w16_of(g, m, m->final_norm);
     g->lm_head = w16_of(g, m, m->lm_head);
+}
+
+/* Every up projection must follow its gate projection in the parameters (model.c
+ * lays them out so): gate and up are then one [2I, H] product, forward and backward. */
+static int gate_up_check(const CudaModel *g, Err *err) {
+    const ModelConfig *c = &g->cfg;
+    const long H = c->hidden_size, I = c->intermediate_size, Ie = c->moe_intermediate_size;
+    const long Is = Ie * c->n_shared_experts;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const GLayer *w = &g->layers[l];
+        int ok = (!w->mlp_gate || w->mlp_up == w->mlp_gate + I * H) && (!w->sh_gate || w->sh_up == w->sh_gate + Is * H);
+        for (int e = 0; w->moe && ok && e < c->n_routed_experts; e++) ok = w->exp_up[e] == w->exp_gate[e] + Ie * H;
+        if (!ok)
+            return err_set(err, ERR_INPUT, "cuda model: layer %d: an up_proj does not follow its gate_proj in the "
+                           "parameters (the GPU fuses the two products)", l);
+    }
+    return 0;
 }
 
 /* The experts' device pointers copied to the device, for kernels that pick the expert. */
@@ -128,7 +145,7 @@ CudaModel *cuda_model_new(const Model *m, Err *err) {
         return NULL;
     }
     layers_map(g, m);
-    if (experts_upload(g, err) < 0) {
+    if (gate_up_check(g, err) < 0 || experts_upload(g, err) < 0) {
         cuda_model_free(g);
         return NULL;
     }
@@ -175,7 +192,7 @@ void cuda_model_moe_layout(const ModelConfig *c, Arena *a, GActs *t, long N) {
     const long H = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
     t->logits = FL(N * E), t->scores = FL(N * E), t->topw = FL(N * k), t->topsum = FL(N);
     t->topk = IN(N * k), t->count = IN(E), t->start = IN(E + 1), t->perm = IN(N * k), t->where = IN(N * k);
-    t->xe = BF(N * k * H), t->eg = BF(N * k * Ie), t->eu = BF(N * k * Ie), t->eh = BF(N * k * Ie);
+    t->xe = BF(N * k * H), t->egu = BF(N * k * 2 * Ie), t->eh = BF(N * k * Ie);
     t->ey = BF(N * k * H);
 }
 
@@ -193,10 +210,10 @@ static void acts_layout(CudaModel *g, Arena *a, long N) {
         t->kva = BF(N * (dc + dr)), t->kv_rstd = FL(N), t->ckv = BF(N * dc);
         t->kvb = BF(N * nh * (dn + dv)), t->att = BF(N * nh * dv), t->lse = FL(N * nh);
         if (!g->layers[l].moe) {
-            t->g = BF(N * c->intermediate_size), t->u = BF(N * c->intermediate_size), t->h = BF(N * c->intermediate_size);
+            t->gu = BF(N * 2 * c->intermediate_size), t->h = BF(N * c->intermediate_size);
             continue;
         }
-        if (Is) t->g = BF(N * Is), t->u = BF(N * Is), t->h = BF(N * Is);
+        if (Is) t->gu = BF(N * 2 * Is), t->h = BF(N * Is);
         cuda_model_moe_layout(c, a, t, N);
     }
     g->xout = BF(N * H), g->xfn = BF(N * H);
@@ -287,14 +304,12 @@ static int attn_fwd(CudaModel *g, int l, int N, Err *err) {
     return cuda_linear_fwd(bl, s, t->xm, CUDA_BF16, t->att, w->o, N, H, nh * dv, 1, err);
 }
 
-/* SwiGLU MLP rows: out (+)= down(silu(x gate^T) * (x up^T)). */
-int cuda_model_swiglu(CudaModel *g, cuda_bf16 *out, int accumulate, const cuda_bf16 *x, W gate, W up, W down,
-                      cuda_bf16 *gb, cuda_bf16 *ub, cuda_bf16 *hb, int N, int I, Err *err) {
+int cuda_model_swiglu(CudaModel *g, cuda_bf16 *out, int accumulate, const cuda_bf16 *x, W gate, W down, cuda_bf16 *gu,
+                      cuda_bf16 *h, int N, int I, Err *err) {
     const int H = g->cfg.hidden_size;
-    TRY(cuda_linear_fwd(g->blas, g->s, gb, CUDA_BF16, x, gate, N, I, H, 0, err));
-    TRY(cuda_linear_fwd(g->blas, g->s, ub, CUDA_BF16, x, up, N, I, H, 0, err));
-    TRY(cuda_swiglu_fwd(g->s, hb, gb, ub, (long)N * I, err));
-    return cuda_linear_fwd(g->blas, g->s, out, CUDA_BF16, hb, down, N, H, I, accumulate, err);
+    TRY(cuda_linear_fwd(g->blas, g->s, gu, CUDA_BF16, x, gate, N, 2 * I, H, 0, err));
+    TRY(cuda_swiglu_fwd(g->s, h, gu, gu + I, N, I, 2L * I, err));
+    return cuda_linear_fwd(g->blas, g->s, out, CUDA_BF16, h, down, N, H, I, accumulate, err);
 }
 
 CudaRouterCfg cuda_model_router_cfg(const ModelConfig *c) {
@@ -314,18 +329,18 @@ int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cu
     TRY(cuda_linear_fwd(g->blas, s, t->logits, CUDA_F32, xn, w->router, N, E, H, 0, err));
     TRY(cuda_moe_route(s, &rc, t->logits, w->router_bias, N, t->scores, t->topk, t->topw, t->topsum, err));
     TRY(cuda_moe_permute(s, t->topk, N, k, E, t->count, t->start, t->perm, t->where, load, err));
-    TRY(cuda_moe_gather(s, t->xe, xn, t->perm, N, k, H, err));
     if (few_rows) {
-        TRY(cuda_moe_experts_fwd(s, w->dexp_gate, w->dexp_up, w->dexp_down, t->start, t->xe, E, H, Ie, t->eh, t->ey, err));
+        TRY(cuda_moe_experts_fwd(s, w->dexp_gate, w->dexp_up, w->dexp_down, t->start, xn, t->perm, k, E, H, Ie, t->eh,
+                                 t->ey, err));
     } else {
-        TRY(cuda_grouped_fwd(s, t->eg, CUDA_BF16, t->xe, w->dexp_gate, t->start, E, N * k, Ie, H, 0, err));
-        TRY(cuda_grouped_fwd(s, t->eu, CUDA_BF16, t->xe, w->dexp_up, t->start, E, N * k, Ie, H, 0, err));
-        TRY(cuda_swiglu_fwd(s, t->eh, t->eg, t->eu, (long)N * k * Ie, err));
+        TRY(cuda_moe_gather(s, t->xe, xn, t->perm, N, k, H, err));
+        TRY(cuda_grouped_fwd(s, t->egu, CUDA_BF16, t->xe, w->dexp_gate, t->start, E, N * k, 2 * Ie, H, 0, err));
+        TRY(cuda_swiglu_fwd(s, t->eh, t->egu, t->egu + Ie, (long)N * k, Ie, 2L * Ie, err));
         TRY(cuda_grouped_fwd(s, t->ey, CUDA_BF16, t->eh, w->dexp_down, t->start, E, N * k, H, Ie, 0, err));
     }
     TRY(cuda_moe_combine(s, out, t->ey, t->topw, t->where, N, k, H, 1, err));
     if (c->n_shared_experts > 0)
-        TRY(cuda_model_swiglu(g, out, 1, xn, w->sh_gate, w->sh_up, w->sh_down, t->g, t->u, t->h, N,
+        TRY(cuda_model_swiglu(g, out, 1, xn, w->sh_gate, w->sh_down, t->gu, t->h, N,
                               Ie * c->n_shared_experts, err));
     return 0;
 }
@@ -354,7 +369,7 @@ static int layer_fwd(CudaModel *g, int l, int N, cuda_bf16 *out, int *load, Err 
     TRY(cuda_rmsnorm_fwd(g->s, t->xn2, t->rstd2, t->xm, w->post_norm, N, H, H, H, c->rms_norm_eps, err));
     CU(cudaMemcpyAsync(out, t->xm, sizeof(cuda_bf16) * (size_t)N * H, cudaMemcpyDeviceToDevice, g->s));
     if (w->moe) return cuda_model_moe(g, l, t, t->xn2, N, out, load, 0, err);
-    return cuda_model_swiglu(g, out, 1, t->xn2, w->mlp_gate, w->mlp_up, w->mlp_down, t->g, t->u, t->h, N,
+    return cuda_model_swiglu(g, out, 1, t->xn2, w->mlp_gate, w->mlp_down, t->gu, t->h, N,
                       c->intermediate_size, err);
 }
 

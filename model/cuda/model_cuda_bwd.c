@@ -30,7 +30,7 @@ void cuda_model_bwd_layout(CudaModel *g, Arena *a, long N) {
     I = I > Is ? I : Is;
     GBack *d = &g->bk;
     d->dres = BF(N * H), d->dxn = BF(N * H), d->dxfn = BF(N * H);
-    d->dh = BF(N * I), d->dg = BF(N * I), d->du = BF(N * I);
+    d->dh = BF(N * I), d->dgu = BF(N * 2 * I);
     d->datt = BF(N * nh * dv), d->dq = BF(N * nh * dqk), d->dk = BF(N * nh * dqk), d->dkvb = BF(N * nh * (dn + dv));
     d->dkva = BF(N * (dc + dr)), d->dckv = BF(N * dc);
     if (dq) d->dqan = BF(N * dq), d->dqa = BF(N * dq);
@@ -38,7 +38,7 @@ void cuda_model_bwd_layout(CudaModel *g, Arena *a, long N) {
     d->attn_scratch = cuda_model_carve(a, cuda_attn_bwd_scratch_bytes(&L));
     if (E) {
         d->dye = BF(N * k * H), d->dxe = BF(N * k * H);
-        d->dhe = BF(N * k * Ie), d->dge = BF(N * k * Ie), d->due = BF(N * k * Ie);
+        d->dhe = BF(N * k * Ie), d->dgue = BF(N * k * 2 * Ie);
         d->dw = FL(N * k), d->dlogit = FL(N * E), d->dlogit16 = BF(N * E);
     }
     d->dlogp = FL(N), d->dent = FL(N);
@@ -52,18 +52,16 @@ static int grads_alloc(CudaModel *g, Err *err) {
     int nmoe = 0;
     for (int l = 0; l < L; l++) nmoe += g->layers[l].moe;
     if (!nmoe || E <= 0) return 0;
-    float **h = xmalloc(sizeof(float *) * 3 * E * nmoe);
-    cudaError_t e1 = cudaMalloc((void **)&g->dgexp, sizeof(float *) * 3 * E * nmoe);
+    float **h = xmalloc(sizeof(float *) * 2 * E * nmoe);
+    cudaError_t e1 = cudaMalloc((void **)&g->dgexp, sizeof(float *) * 2 * E * nmoe);
     for (int l = 0, i = 0; l < L && e1 == cudaSuccess; l++) {
         GLayer *w = &g->layers[l];
         if (!w->moe) continue;
-        for (int e = 0; e < E; e++)
-            h[(i + 0) * E + e] = G(g, w->exp_gate[e]), h[(i + 1) * E + e] = G(g, w->exp_up[e]),
-            h[(i + 2) * E + e] = G(g, w->exp_down[e]);
-        w->dgrad_gate = g->dgexp + i * E, w->dgrad_up = g->dgexp + (i + 1) * E, w->dgrad_down = g->dgexp + (i + 2) * E;
-        i += 3;
+        for (int e = 0; e < E; e++) h[i * E + e] = G(g, w->exp_gate[e]), h[(i + 1) * E + e] = G(g, w->exp_down[e]);
+        w->dgrad_gate = g->dgexp + i * E, w->dgrad_down = g->dgexp + (i + 1) * E;
+        i += 2;
     }
-    if (e1 == cudaSuccess) e1 = cudaMemcpy(g->dgexp, h, sizeof(float *) * 3 * E * nmoe, cudaMemcpyHostToDevice);
+    if (e1 == cudaSuccess) e1 = cudaMemcpy(g->dgexp, h, sizeof(float *) * 2 * E * nmoe, cudaMemcpyHostToDevice);
     free(h);
     if (e1 != cudaSuccess) { /* no half-made state: the next call starts again */
         cudaFree(g->grads), cudaFree(g->dgexp);
@@ -89,19 +87,18 @@ int cuda_model_grads_download(CudaModel *g, float *host, Err *err) {
     return 0;
 }
 
-/* SwiGLU MLP backward over rows x: dx (+)= d/dx, weight gradients added. */
-static int swiglu_mlp_bwd(CudaModel *g, const cuda_bf16 *dout, const cuda_bf16 *x, W gate, W up, W down,
-                          const cuda_bf16 *gb, const cuda_bf16 *ub, const cuda_bf16 *hb, cuda_bf16 *dx, int accumulate,
-                          int N, int I, Err *err) {
+/* SwiGLU MLP backward over rows x: dx (+)= d/dx, weight gradients added; gate and up
+ * as one [2I, H] product (cuda_model_swiglu). */
+static int swiglu_mlp_bwd(CudaModel *g, const cuda_bf16 *dout, const cuda_bf16 *x, W gate, W down,
+                          const cuda_bf16 *gu, const cuda_bf16 *h, cuda_bf16 *dx, int accumulate, int N, int I,
+                          Err *err) {
     const int H = g->cfg.hidden_size;
     GBack *d = &g->bk;
     TRY(cuda_linear_bwd_x(g->blas, g->s, d->dh, CUDA_BF16, dout, down, N, H, I, 0, err));
-    TRY(cuda_linear_bwd_w(g->blas, g->s, G(g, down), dout, hb, N, H, I, err));
-    TRY(cuda_swiglu_bwd(g->s, d->dg, d->du, d->dh, gb, ub, (long)N * I, err));
-    TRY(cuda_linear_bwd_x(g->blas, g->s, dx, CUDA_BF16, d->dg, gate, N, I, H, accumulate, err));
-    TRY(cuda_linear_bwd_x(g->blas, g->s, dx, CUDA_BF16, d->du, up, N, I, H, 1, err));
-    TRY(cuda_linear_bwd_w(g->blas, g->s, G(g, gate), d->dg, x, N, I, H, err));
-    return cuda_linear_bwd_w(g->blas, g->s, G(g, up), d->du, x, N, I, H, err);
+    TRY(cuda_linear_bwd_w(g->blas, g->s, G(g, down), dout, h, N, H, I, err));
+    TRY(cuda_swiglu_bwd(g->s, d->dgu, d->dgu + I, d->dh, gu, gu + I, N, I, 2L * I, err));
+    TRY(cuda_linear_bwd_x(g->blas, g->s, dx, CUDA_BF16, d->dgu, gate, N, 2 * I, H, accumulate, err));
+    return cuda_linear_bwd_w(g->blas, g->s, G(g, gate), d->dgu, x, N, 2 * I, H, err);
 }
 
 /* MoE backward of layer l: dxn = d/d(xn2) from dout (shared experts, routed experts,
@@ -114,17 +111,15 @@ static int moe_bwd(CudaModel *g, int l, int N, const cuda_bf16 *dout, Err *err) 
     const int H = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
     const int Is = Ie * c->n_shared_experts;
     cudaStream_t s = g->s;
-    if (Is) TRY(swiglu_mlp_bwd(g, dout, t->xn2, w->sh_gate, w->sh_up, w->sh_down, t->g, t->u, t->h, d->dxn, 0, N, Is, err));
+    if (Is) TRY(swiglu_mlp_bwd(g, dout, t->xn2, w->sh_gate, w->sh_down, t->gu, t->h, d->dxn, 0, N, Is, err));
     CudaRouterCfg rc = cuda_model_router_cfg(c);
     const int R = N * k;
     TRY(cuda_moe_combine_bwd(s, d->dye, d->dw, dout, t->ey, t->topw, t->perm, t->where, N, k, H, err));
     TRY(cuda_grouped_bwd_x(s, d->dhe, CUDA_BF16, d->dye, w->dexp_down, t->start, E, R, H, Ie, 0, err));
     TRY(cuda_grouped_bwd_w(s, w->dgrad_down, d->dye, t->eh, t->start, E, H, Ie, err));
-    TRY(cuda_swiglu_bwd(s, d->dge, d->due, d->dhe, t->eg, t->eu, (long)R * Ie, err));
-    TRY(cuda_grouped_bwd_x(s, d->dxe, CUDA_BF16, d->dge, w->dexp_gate, t->start, E, R, Ie, H, 0, err));
-    TRY(cuda_grouped_bwd_x(s, d->dxe, CUDA_BF16, d->due, w->dexp_up, t->start, E, R, Ie, H, 1, err));
-    TRY(cuda_grouped_bwd_w(s, w->dgrad_gate, d->dge, t->xe, t->start, E, Ie, H, err));
-    TRY(cuda_grouped_bwd_w(s, w->dgrad_up, d->due, t->xe, t->start, E, Ie, H, err));
+    TRY(cuda_swiglu_bwd(s, d->dgue, d->dgue + Ie, d->dhe, t->egu, t->egu + Ie, R, Ie, 2L * Ie, err));
+    TRY(cuda_grouped_bwd_x(s, d->dxe, CUDA_BF16, d->dgue, w->dexp_gate, t->start, E, R, 2 * Ie, H, 0, err));
+    TRY(cuda_grouped_bwd_w(s, w->dgrad_gate, d->dgue, t->xe, t->start, E, 2 * Ie, H, err));
     TRY(cuda_moe_gather_bwd(s, d->dxn, d->dxe, t->where, N, k, H, Is > 0, err));
     TRY(cuda_moe_router_bwd(s, &rc, t->scores, t->topk, t->topw, t->topsum, d->dw, N, d->dlogit, d->dlogit16, err));
     TRY(cuda_linear_bwd_x(g->blas, s, d->dxn, CUDA_BF16, d->dlogit16, w->router, N, E, H, 1, err));
@@ -183,7 +178,7 @@ static int layer_bwd(CudaModel *g, int l, int N, Err *err) {
     GBack *d = &g->bk;
     const int H = c->hidden_size;
     if (w->moe) TRY(moe_bwd(g, l, N, d->dres, err));
-    else TRY(swiglu_mlp_bwd(g, d->dres, t->xn2, w->mlp_gate, w->mlp_up, w->mlp_down, t->g, t->u, t->h, d->dxn, 0, N,
+    else TRY(swiglu_mlp_bwd(g, d->dres, t->xn2, w->mlp_gate, w->mlp_down, t->gu, t->h, d->dxn, 0, N,
                             c->intermediate_size, err));
     TRY(cuda_rmsnorm_bwd(g->s, d->dres, G(g, w->post_norm), d->dxn, t->xm, w->post_norm, t->rstd2, N, H, H, H, 1, err));
     TRY(attn_bwd(g, l, N, d->dres, err));

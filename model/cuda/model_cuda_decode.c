@@ -148,7 +148,7 @@ static void work_layout(const CudaModel *g, CudaKvCache *kv, Arena *a, long N) {
     kv->rcos = FL(N * (dr / 2)), kv->rsin = FL(N * (dr / 2));
     kv->ids = IN(N), kv->seq = IN(N), kv->pos = IN(N), kv->len1 = IN(N);
     GActs *t = &kv->mlp;
-    t->g = BF(N * I), t->u = BF(N * I), t->h = BF(N * I);
+    t->gu = BF(N * 2 * I), t->h = BF(N * I);
     if (c->n_routed_experts) cuda_model_moe_layout(c, a, t, N);
     kv->attend_scratch = cuda_model_carve(a, kv->attend_bytes);
 }
@@ -224,7 +224,7 @@ static int dec_layer(CudaModel *g, CudaKvCache *kv, int l, int N, int max_len, E
     TRY(cuda_rmsnorm_fwd(s, kv->xn, NULL, kv->x, w->post_norm, N, H, H, H, c->rms_norm_eps, err));
     GActs *t = &kv->mlp;
     if (w->moe) return cuda_model_moe(g, l, t, kv->xn, N, kv->x, NULL, moe_few_rows(c, N), err);
-    return cuda_model_swiglu(g, kv->x, 1, kv->xn, w->mlp_gate, w->mlp_up, w->mlp_down, t->g, t->u, t->h, N,
+    return cuda_model_swiglu(g, kv->x, 1, kv->xn, w->mlp_gate, w->mlp_down, t->gu, t->h, N,
                              c->intermediate_size, err);
 }
 

@@ -28,7 +28,7 @@ typedef struct GLayer {
     W *exp_gate, *exp_up, *exp_down; /* HOST arrays of E device pointers */
     int moe;
     const W *dexp_gate, *dexp_up, *dexp_down; /* the same arrays on the device (the expert kernels) */
-    float *const *dgrad_gate, *const *dgrad_up, *const *dgrad_down; /* device [E]: their gradients (after the first backward) */
+    float *const *dgrad_gate, *const *dgrad_down; /* device [E]: gradients of gate|up and down (after the first backward) */
 } GLayer;
 
 /* One layer's saved activations for N tokens (device unless marked host). */
@@ -44,23 +44,23 @@ typedef struct GActs {
     cuda_bf16 *kvb;                           /* [N, n_h*(d_n+d_v)] */
     cuda_bf16 *att;                           /* [N, n_h*d_v] */
     float *lse;                               /* [N, n_h] attention log-sum-exp */
-    cuda_bf16 *g, *u, *h;                     /* dense [N, I], or shared experts [N, I_s] */
+    cuda_bf16 *gu, *h;                        /* dense [N, 2I] gate|up and [N, I], or shared experts' (I_s) */
     float *logits, *scores, *topw, *topsum;   /* [N, E], [N, E], [N*k], [N] */
     int *topk, *count, *start, *perm, *where; /* [N*k], [E], [E+1], [N*k], [N*k] */
-    cuda_bf16 *xe, *eg, *eu, *eh, *ey;        /* [N*k, H], [N*k, I_e] x3, [N*k, H] perm order */
+    cuda_bf16 *xe, *egu, *eh, *ey;            /* [N*k, H], [N*k, 2I_e] gate|up, [N*k, I_e], [N*k, H]; perm order */
 } GActs;
 
 /* Gradients of activations (bf16 unless marked) for N tokens, reused layer by layer. */
 typedef struct GBack {
     cuda_bf16 *dres, *dxn, *dxfn;           /* [N, H] */
-    cuda_bf16 *dh, *dg, *du;                /* [N, max(I, I_s)] */
+    cuda_bf16 *dh, *dgu;                    /* [N, max(I, I_s)], [N, 2 max(I, I_s)] */
     cuda_bf16 *datt;                        /* [N, n_h*d_v] */
     cuda_bf16 *dq, *dk;                     /* [N, n_h*(d_n+d_r)] */
     cuda_bf16 *dkvb;                        /* [N, n_h*(d_n+d_v)] */
     cuda_bf16 *dkva, *dckv, *dqan, *dqa;    /* [N, d_c+d_r], [N, d_c], [N, d_q] x2 */
     void *attn_scratch;
     cuda_bf16 *dye, *dxe;                   /* [N*k, H] */
-    cuda_bf16 *dhe, *dge, *due;             /* [N*k, I_e] */
+    cuda_bf16 *dhe, *dgue;                  /* [N*k, I_e], [N*k, 2I_e] */
     float *dw;                              /* [N*k] */
     float *dlogit;                          /* [N, E] */
     cuda_bf16 *dlogit16;                    /* [N, E] */
@@ -76,7 +76,7 @@ struct CudaModel {
     float *master;      /* [numel] fp32 */
     W embed, final_norm, lm_head;
     W *dexp;            /* device [L_moe * 3 * E] expert pointers, GLayer.dexp_* point into it */
-    float **dgexp;      /* device [L_moe * 3 * E] their gradients' pointers (GLayer.dgrad_*) */
+    float **dgexp;      /* device [L_moe * 2 * E] gradient pointers of gate(|up) and down (GLayer.dgrad_*) */
     int *dload;         /* device [L, E] router load of the last forward, when asked */
     GLayer *layers;     /* [L] */
     float *inv_freq;    /* host [d_r/2] */
@@ -105,11 +105,14 @@ struct CudaModel {
 
 
 /* Blocks model_cuda.c runs for the forward and the decoder (model_cuda_decode.c). */
-int cuda_model_swiglu(CudaModel *g, cuda_bf16 *out, int accumulate, const cuda_bf16 *x, W gate, W up, W down,
-                      cuda_bf16 *gb, cuda_bf16 *ub, cuda_bf16 *hb, int N, int I, Err *err);
+/* SwiGLU MLP rows: out (+)= down(silu(x gate^T) * (x up^T)), gate and up as one
+ * product over the [2I, H] weight that starts at gate (up follows it in the
+ * parameters: checked by cuda_model_new); gu [N, 2I] and h [N, I] are kept. */
+int cuda_model_swiglu(CudaModel *g, cuda_bf16 *out, int accumulate, const cuda_bf16 *x, W gate, W down, cuda_bf16 *gu,
+                      cuda_bf16 *h, int N, int I, Err *err);
 /* The experts' row counts stay on the device either way (no synchronisation).
  * few_rows: the experts by cuda_moe_experts_fwd (decode steps: each weight row read
- * once for its few rows; t->eg/eu are not kept, so no backward), else by the
+ * once for its few rows; t->egu is not kept, so no backward), else by the
  * tensor-core products of grouped.h. load: device [E] router load added to, or NULL. */
 int cuda_model_moe(CudaModel *g, int l, GActs *t, const cuda_bf16 *xn, int N, cuda_bf16 *out, int *load, int few_rows,
                    Err *err);

@@ -102,7 +102,7 @@ static int run_rmsnorm(void *p) {
 }
 static int run_swiglu(void *p) {
     Ctx *c = p;
-    return cuda_swiglu_fwd(0, c->c, c->a, c->b, (long)c->M * c->N, &err);
+    return cuda_swiglu_fwd(0, c->c, c->a, c->b, c->M, c->N, c->N, &err);
 }
 static int run_head(void *p) {
     Ctx *c = p;
@@ -210,15 +210,16 @@ static void bench_packed(int prompt, int G, int comp) {
 
 /* The decoder's routed experts with counts on the device: `tokens` tokens, k experts each
  * picked at random from E; bytes = the touched experts' weights (read once). */
-typedef struct ExpCtx { void *wg, *wu, *wd, *start, *xe, *eh, *ey, *w; int E, H, I; } ExpCtx;
+typedef struct ExpCtx { void *wg, *wu, *wd, *start, *x, *perm, *eh, *ey, *w; int E, H, I, k; } ExpCtx;
 static int run_experts(void *p) {
     ExpCtx *x = p;
-    return cuda_moe_experts_fwd(0, x->wg, x->wu, x->wd, x->start, x->xe, x->E, x->H, x->I, x->eh, x->ey, &err);
+    return cuda_moe_experts_fwd(0, x->wg, x->wu, x->wd, x->start, x->x, x->perm, x->k, x->E, x->H, x->I, x->eh, x->ey,
+                                &err);
 }
 
 static void bench_experts(int E, int H, int I, int k, int tokens) {
     ExpCtx x = {0};
-    x.E = E, x.H = H, x.I = I;
+    x.E = E, x.H = H, x.I = I, x.k = k;
     const long per = (long)H * I, rows = (long)tokens * k;
     x.w = dev_random(2L * 3 * per * E, 0.02f);
     const cuda_bf16 **pg = malloc(sizeof(void *) * E * 3);
@@ -232,13 +233,16 @@ static void bench_experts(int E, int H, int I, int k, int tokens) {
     start[0] = 0;
     for (int e = 0; e < E; e++) start[e + 1] = start[e] + count[e], touched += count[e] > 0;
     x.start = dev_upload(start, sizeof(int) * (E + 1));
-    x.xe = dev_random(2L * rows * H, 1.0f), x.eh = dev_alloc(2L * rows * I), x.ey = dev_alloc(2L * rows * H);
+    int *perm = malloc(sizeof(int) * rows); /* which token's row each expert row reads: any, for timing */
+    for (long r = 0; r < rows; r++) perm[r] = (int)r;
+    x.perm = dev_upload(perm, sizeof(int) * rows);
+    x.x = dev_random(2L * tokens * H, 1.0f), x.eh = dev_alloc(2L * rows * I), x.ey = dev_alloc(2L * rows * H);
     char shape[96];
     snprintf(shape, sizeof shape, "%d tok x k %d, E %d (%d hit), %dx%d", tokens, k, E, touched, H, I);
     report("moe experts", shape, time_op(run_experts, &x), 6.0 * rows * per, 2.0 * 3 * per * touched);
-    cudaFree(x.w), cudaFree(x.wg), cudaFree(x.wu), cudaFree(x.wd), cudaFree(x.start), cudaFree(x.xe);
-    cudaFree(x.eh), cudaFree(x.ey);
-    free(pg), free(count), free(start);
+    cudaFree(x.w), cudaFree(x.wg), cudaFree(x.wu), cudaFree(x.wd), cudaFree(x.start), cudaFree(x.x);
+    cudaFree(x.perm), cudaFree(x.eh), cudaFree(x.ey);
+    free(pg), free(count), free(start), free(perm);
 }
 
 /* The training products of the routed experts (grouped.h) at tokens x k rows spread at

@@ -129,7 +129,7 @@ static void check_case(CudaBlas *bl, const Case *t) {
     OK(cuda_moe_gather(0, d_xe, d_x, d_perm, N, k, H, &err));
     OK(cuda_grouped_fwd(0, d_g, CUDA_BF16, d_xe, d_W, d_start, E, NK, Ie, H, 0, &err));
     OK(cuda_grouped_fwd(0, d_u, CUDA_BF16, d_xe, d_Wu, d_start, E, NK, Ie, H, 0, &err));
-    OK(cuda_swiglu_fwd(0, d_h, d_g, d_u, (long)NK * Ie, &err));
+    OK(cuda_swiglu_fwd(0, d_h, d_g, d_u, NK, Ie, Ie, &err));
     OK(cuda_grouped_fwd(0, d_ey, CUDA_BF16, d_h, d_Wd, d_start, E, NK, H, Ie, 0, &err));
     /* shared experts first (out = shared), then the routed sum added onto it */
     const cuda_bf16 *Wsg = d_P + o_sh, *Wsu = d_P + o_sh + (long)Is * H, *Wsd = d_P + o_sh + 2L * Is * H;
@@ -137,7 +137,7 @@ static void check_case(CudaBlas *bl, const Case *t) {
     if (Is) {
         OK(cuda_linear_fwd(bl, 0, d_sg, CUDA_BF16, d_x, Wsg, N, Is, H, 0, &err));
         OK(cuda_linear_fwd(bl, 0, d_su, CUDA_BF16, d_x, Wsu, N, Is, H, 0, &err));
-        OK(cuda_swiglu_fwd(0, d_sh, d_sg, d_su, (long)N * Is, &err));
+        OK(cuda_swiglu_fwd(0, d_sh, d_sg, d_su, N, Is, Is, &err));
         OK(cuda_linear_fwd(bl, 0, d_out, CUDA_BF16, d_sh, Wsd, N, H, Is, 0, &err));
     }
     OK(cuda_moe_combine(0, d_out, d_ey, d_topw, d_where, N, k, H, Is > 0, &err));
@@ -149,7 +149,7 @@ static void check_case(CudaBlas *bl, const Case *t) {
     CHECK(eout < NMSE_BF16_CHAIN, "E=%d N=%d H=%d: block output nmse %.3g", E, N, H, eout);
     /* the decoder's path for few rows per expert: one kernel reading each weight row once */
     cuda_bf16 *d_h2 = dev_alloc(2L * NK * Ie), *d_ey2 = dev_alloc(2L * NK * H);
-    OK(cuda_moe_experts_fwd(0, d_W, d_Wu, d_Wd, d_start, d_xe, E, H, Ie, d_h2, d_ey2, &err));
+    OK(cuda_moe_experts_fwd(0, d_W, d_Wu, d_Wd, d_start, d_x, d_perm, k, E, H, Ie, d_h2, d_ey2, &err));
     dev_sync("moe experts (device counts)");
     double eey2 = nmse_dev_bf16(d_ey2, f.ey, (long)NK * H);
     CHECK(eey2 < NMSE_BF16_CHAIN, "E=%d H=%d: expert outputs with device counts nmse %.3g", E, H, eey2);
@@ -164,7 +164,7 @@ static void check_case(CudaBlas *bl, const Case *t) {
     if (Is) { /* shared experts: dxn = their input gradient, the routed part is added after */
         OK(cuda_linear_bwd_x(bl, 0, d_sdh, CUDA_BF16, d_dout, Wsd, N, H, Is, 0, &err));
         OK(cuda_linear_bwd_w(bl, 0, d_G + o_sh + 2L * Is * H, d_dout, d_sh, N, H, Is, &err));
-        OK(cuda_swiglu_bwd(0, d_sdg, d_sdu, d_sdh, d_sg, d_su, (long)N * Is, &err));
+        OK(cuda_swiglu_bwd(0, d_sdg, d_sdu, d_sdh, d_sg, d_su, N, Is, Is, &err));
         OK(cuda_linear_bwd_x(bl, 0, d_dxn, CUDA_BF16, d_sdg, Wsg, N, Is, H, 0, &err));
         OK(cuda_linear_bwd_x(bl, 0, d_dxn, CUDA_BF16, d_sdu, Wsu, N, Is, H, 1, &err));
         OK(cuda_linear_bwd_w(bl, 0, d_G + o_sh, d_sdg, d_x, N, Is, H, &err));
@@ -173,7 +173,7 @@ static void check_case(CudaBlas *bl, const Case *t) {
     OK(cuda_moe_combine_bwd(0, d_dye, d_dw, d_dout, d_ey, d_topw, d_perm, d_where, N, k, H, &err));
     OK(cuda_grouped_bwd_x(0, d_dh, CUDA_BF16, d_dye, d_Wd, d_start, E, NK, H, Ie, 0, &err));
     OK(cuda_grouped_bwd_w(0, d_dWd, d_dye, d_h, d_start, E, H, Ie, &err));
-    OK(cuda_swiglu_bwd(0, d_dg, d_du, d_dh, d_g, d_u, (long)NK * Ie, &err));
+    OK(cuda_swiglu_bwd(0, d_dg, d_du, d_dh, d_g, d_u, NK, Ie, Ie, &err));
     OK(cuda_grouped_bwd_x(0, d_dxe, CUDA_BF16, d_dg, d_W, d_start, E, NK, Ie, H, 0, &err));
     OK(cuda_grouped_bwd_x(0, d_dxe, CUDA_BF16, d_du, d_Wu, d_start, E, NK, Ie, H, 1, &err));
     OK(cuda_grouped_bwd_w(0, d_dWg, d_dg, d_xe, d_start, E, Ie, H, &err));
@@ -220,6 +220,7 @@ int main(void) {
         {200, 128, 64, 64, 6, 8, 3, CUDA_TOPK_NOAUX_TC, CUDA_SCORE_SIGMOID, 1, 1, 1, 2.5f},
         {5, 40, 8, 4, 4, 1, 1, CUDA_TOPK_GREEDY, CUDA_SCORE_SIGMOID, 1, 0, 0, 1.5f}, /* k = E */
         {2, 36, 12, 16, 2, 1, 1, CUDA_TOPK_GREEDY, CUDA_SCORE_SIGMOID, 0, 0, 0, 1.0f}, /* empty experts, H % 8 != 0 */
+        {1100, 32, 16, 64, 4, 8, 4, CUDA_TOPK_NOAUX_TC, CUDA_SCORE_SIGMOID, 1, 1, 1, 2.5f}, /* the 3-kernel permutation */
     };
     for (unsigned i = 0; i < sizeof cases / sizeof *cases; i++)
         if (!test_quick() || cases[i].N < 100) check_case(bl, &cases[i]);

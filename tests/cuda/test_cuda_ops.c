@@ -100,27 +100,40 @@ static void check_rope(int N, int nvec, int vstride, int ldx, int dr, int off) {
     free(pos), free(inv), free(cs), free(sn), free(xb), free(x);
 }
 
-static void check_swiglu(long n) {
+/* rows x I values; fused: g and u as the two halves of [rows, 2I] rows (a gate|up
+ * product), else two flat buffers. */
+static void check_swiglu(long rows, int I, int fused) {
+    const long n = rows * I, ld = fused ? 2L * I : I;
     cuda_bf16 *gb = malloc(2 * n), *ub = malloc(2 * n), *dhb = malloc(2 * n);
     float *g = malloc(4 * n), *u = malloc(4 * n), *dh = malloc(4 * n), *h = malloc(4 * n);
-    float *dg = malloc(4 * n), *du = malloc(4 * n);
+    float *dg = malloc(4 * n), *du = malloc(4 * n), *dgu = malloc(8 * n);
     rand_bf16(&rng, gb, g, n, 3.0f);
     rand_bf16(&rng, ub, u, n, 1.0f);
     rand_bf16(&rng, dhb, dh, n, 1.0f);
     swiglu_fwd(h, g, u, n);
     swiglu_bwd(dg, du, dh, g, u, n);
-    void *d_g = dev_upload(gb, 2 * n), *d_u = dev_upload(ub, 2 * n), *d_dh = dev_upload(dhb, 2 * n);
-    void *d_h = dev_alloc(2 * n), *d_dg = dev_alloc(2 * n), *d_du = dev_alloc(2 * n);
-    OK(cuda_swiglu_fwd(0, d_h, d_g, d_u, n, &err));
-    OK(cuda_swiglu_bwd(0, d_dg, d_du, d_dh, d_g, d_u, n, &err));
+    cuda_bf16 *d_gu = dev_alloc(4 * n);
+    cuda_bf16 *d_g = d_gu, *d_u = fused ? d_gu + I : d_gu + n;
+    for (long r = 0; r < rows; r++) { /* the reference's rows into the device layout */
+        CU(cudaMemcpy(d_g + r * ld, gb + r * I, 2L * I, cudaMemcpyHostToDevice));
+        CU(cudaMemcpy(d_u + r * ld, ub + r * I, 2L * I, cudaMemcpyHostToDevice));
+    }
+    void *d_dh = dev_upload(dhb, 2 * n), *d_h = dev_alloc(2 * n);
+    cuda_bf16 *d_dgu = dev_alloc(4 * n), *d_dg = d_dgu, *d_du = fused ? d_dgu + I : d_dgu + n;
+    OK(cuda_swiglu_fwd(0, d_h, d_g, d_u, rows, I, ld, &err));
+    OK(cuda_swiglu_bwd(0, d_dg, d_du, d_dh, d_g, d_u, rows, I, ld, &err));
     dev_sync("swiglu");
-    double eh = nmse_dev_bf16(d_h, h, n), eg = nmse_dev_bf16(d_dg, dg, n), eu = nmse_dev_bf16(d_du, du, n);
-    CHECK(eh < NMSE_BF16_ONE, "swiglu fwd n=%ld: nmse %.3g", n, eh);
-    CHECK(eg < NMSE_BF16_ONE, "swiglu bwd dg n=%ld: nmse %.3g", n, eg);
-    CHECK(eu < NMSE_BF16_ONE, "swiglu bwd du n=%ld: nmse %.3g", n, eu);
-    printf("swiglu n=%ld: nmse h %.2e dg %.2e du %.2e\n", n, eh, eg, eu);
-    cudaFree(d_g), cudaFree(d_u), cudaFree(d_dh), cudaFree(d_h), cudaFree(d_dg), cudaFree(d_du);
-    free(gb), free(ub), free(dhb), free(g), free(u), free(dh), free(h), free(dg), free(du);
+    for (long r = 0; r < rows; r++) /* the reference's dg, du in the device layout */
+        for (int j = 0; j < I; j++) {
+            const long gi = fused ? r * ld + j : r * I + j, ui = fused ? gi + I : n + gi;
+            dgu[gi] = dg[r * I + j], dgu[ui] = du[r * I + j];
+        }
+    double eh = nmse_dev_bf16(d_h, h, n), eg = nmse_dev_bf16(d_dgu, dgu, 2 * n);
+    CHECK(eh < NMSE_BF16_ONE, "swiglu fwd %ld x %d (fused %d): nmse %.3g", rows, I, fused, eh);
+    CHECK(eg < NMSE_BF16_ONE, "swiglu bwd %ld x %d (fused %d): dg|du nmse %.3g", rows, I, fused, eg);
+    printf("swiglu %ld x %d (%s): nmse h %.2e dg|du %.2e\n", rows, I, fused ? "gate|up rows" : "flat", eh, eg);
+    cudaFree(d_gu), cudaFree(d_dh), cudaFree(d_h), cudaFree(d_dgu);
+    free(gb), free(ub), free(dhb), free(g), free(u), free(dh), free(h), free(dg), free(du), free(dgu);
 }
 
 /* Casts must round exactly as the host helper (ties to even, NaN kept NaN). */
@@ -164,9 +177,10 @@ int main(void) {
     check_rope(1, 1, 2, 2, 2, 0);
     check_rope(7, 3, 24, 80, 16, 8);
     check_rope(130, 16, 192, 16 * 192, 64, 128);
-    check_swiglu(1);
-    check_swiglu(1001);
-    if (!test_quick()) check_swiglu(3L * 65536 + 7);
+    check_swiglu(1, 1, 0);
+    check_swiglu(1, 1001, 0);
+    check_swiglu(37, 100, 1);
+    if (!test_quick()) check_swiglu(3L * 65536 + 7, 1, 0), check_swiglu(777, 384, 1);
     check_cast(1);
     check_cast(100003);
     Err e2 = {0};
