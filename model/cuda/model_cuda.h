@@ -92,8 +92,10 @@ int cuda_model_graphs(const CudaModel *g);
 int cuda_model_extend_dev(CudaModel *g, CudaKvCache *kv, int nseq, const int *slots, const int *ntok, const int *ids,
                           float *logits, int logits_rows, int all_logits, Err *err);
 /* The rows a decode step of n sequences is padded to: powers of two to 8, then
- * multiples of 8 to 64, of 32 to 512, of 64 beyond. A batch that shrinks as samples
- * finish then meets a few sizes, each with its CUDA graph. */
+ * multiples of 8, or of the largest power of two <= n/8 past 128 (under 8 rows of
+ * padding to 64, under 1/8 past it: while a step is bound by reading the weights,
+ * padding rows cost little). A batch that shrinks as samples finish then meets a
+ * few sizes, each with its CUDA graph. */
 int cuda_model_step_rows(int n);
 
 #endif

@@ -16,8 +16,9 @@
  * stderr) and the step runs as plain launches; padding is the same either way.
  *
  * Pages: each slot owns max_len/P pages of its own, fixed at creation (a page table
- * that never changes), and one more page is the padding rows' scratch; sharing a prompt's pages between the G slots of a group, and
- * a free list, are not done: kvcache_copy copies. Buffers for up to `cap` new
+ * that never changes), and one more page is the padding rows' scratch; sharing a
+ * prompt's pages between the G slots of a group, and a free list, are not done:
+ * kvcache_copy copies. Buffers for up to `cap` new
  * tokens grow and are kept, so a decode step allocates nothing once warm. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,7 @@
 #include "kernels/cuda/rope.h"
 #include "model/cuda/model_cuda_impl.h"
 
-enum { KV_GRAPHS = 32, LEN_BUCKET = 128 }; /* graphs kept per cache (least recently used replaced) */
+enum { KV_GRAPHS = 64, LEN_BUCKET = 128 }; /* graphs kept per cache (least recently used replaced) */
 
 struct CudaKvCache {
     int nslots, max_len, P, max_pages, L;
@@ -234,7 +235,8 @@ int cuda_model_step_rows(int n) {
         while (p < n) p <<= 1;
         return p;
     }
-    const int q = n <= 64 ? 8 : n <= 512 ? 32 : 64; /* at most 1/8 of the rows are padding past 8 */
+    int q = 8; /* 8, or the largest power of two <= n / 8: under 1/8 of the rows past 64 */
+    while (16 * q <= n) q <<= 1;
     return (n + q - 1) / q * q;
 }
 

@@ -281,8 +281,25 @@ static void run_model(const char *name, Model *m, uint64_t seed) {
     cuda_model_free(g);
 }
 
+/* Decode steps' padded sizes: never fewer rows, under 8 rows of padding to 64 and under
+ * 1/8 past it, and few sizes (each is a CUDA graph per length bucket). */
+static void check_step_rows(void) {
+    int ok = 1, sizes = 0, prev = 0;
+    for (int n = 1; n <= 4096; n++) {
+        const int r = cuda_model_step_rows(n);
+        ok &= r >= n && (n <= 64 ? r - n < 8 : 8 * (r - n) < r);
+        if (n <= 512) sizes += r != prev;
+        prev = r;
+    }
+    CHECK(ok, "cuda_model_step_rows: a size below n, or too much padding");
+    CHECK(sizes <= 40, "cuda_model_step_rows: %d sizes up to 512 rows", sizes);
+    printf("decode steps padded: %d sizes up to 512 rows (64 -> %d, 65 -> %d, 300 -> %d)\n", sizes,
+           cuda_model_step_rows(64), cuda_model_step_rows(65), cuda_model_step_rows(300));
+}
+
 int main(void) {
     CUDA_TEST_REQUIRE_GPU();
+    check_step_rows();
     Err err = {0};
     Model m;
     OK(model_load(&m, GRPO_TESTS_DIR "/../recipes/tiny-arith/base", NULL, &err));
