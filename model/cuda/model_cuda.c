@@ -41,7 +41,8 @@ static void layers_map(CudaModel *g, const Model *m) {
                       w16_of(g, m, w->kv_a_norm), w16_of(g, m, w->kv_b), w16_of(g, m, w->o),
                       w16_of(g, m, w->mlp_gate), w16_of(g, m, w->mlp_up), w16_of(g, m, w->mlp_down),
                       w16_of(g, m, w->router), w16_of(g, m, w->sh_gate), w16_of(g, m, w->sh_up),
-                      w16_of(g, m, w->sh_down), NULL, NULL, NULL, NULL, config_layer_is_moe(&g->cfg, l), NULL, NULL, NULL, NULL, NULL};
+                      w16_of(g, m, w->sh_down), NULL, NULL, NULL, NULL, config_layer_is_moe(&g->cfg, l),
+                      NULL, NULL, NULL, NULL, NULL};
         if (w->router_bias) d->router_bias = g->master + (w->router_bias - m->params);
         if (d->moe) {
             d->exp_gate = experts_of(g, m, w->exp_gate, E);
@@ -77,9 +78,9 @@ static int experts_upload(CudaModel *g, Err *err) {
     int nmoe = 0;
     for (int l = 0; l < L; l++) nmoe += g->layers[l].moe;
     if (!nmoe || E <= 0) return 0;
-    W *h = xmalloc(sizeof(W) * 3 * E * nmoe);
     CU(cudaMalloc((void **)&g->dload, sizeof(int) * g->cfg.num_hidden_layers * E));
     CU(cudaMalloc((void **)&g->dexp, sizeof(W) * 3 * E * nmoe));
+    W *h = xmalloc(sizeof(W) * 3 * E * nmoe);
     for (int l = 0, i = 0; l < L; l++) {
         GLayer *d = &g->layers[l];
         if (!d->moe) continue;
