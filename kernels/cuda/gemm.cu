@@ -48,12 +48,11 @@ typedef struct CudaBlas {
     long long hits, builds;
 } CudaBlas;
 
-#define LT_TRY(call, err, what)                                                                          \
+#define LT_TRY(call, err)                                                                                \
     do {                                                                                                 \
         cublasStatus_t s_ = (call);                                                                      \
         if (s_ != CUBLAS_STATUS_SUCCESS) {                                                               \
-            err_set((err), ERR_WORK, "%s:%d: %s (%s): %s", __FILE__, __LINE__, #call, (what),            \
-                    cublasGetStatusString(s_));                                                          \
+            err_set((err), ERR_WORK, "%s:%d: %s: %s", __FILE__, __LINE__, #call, cublasGetStatusString(s_)); \
             goto fail;                                                                                   \
         }                                                                                                \
     } while (0)
@@ -141,13 +140,13 @@ static int check_shapes(int transA, int transB, int M, int N, int K, int lda, in
 static int gemm_fallback(CudaBlas *h, cudaStream_t stream, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                          int k, float alpha, const void *a, int lda, long long sa, const void *b, int ldb,
                          long long sb, float beta, void *c, cudaDataType_t cdt, int ldc, long long sc, int nbatch,
-                         const char *what, Err *err) {
+                         Err *err) {
     cublasStatus_t s = cublasSetStream(h->blas, stream);
     if (s == CUBLAS_STATUS_SUCCESS)
         s = cublasGemmStridedBatchedEx(h->blas, ta, tb, m, n, k, &alpha, a, CUDA_R_16BF, lda, sa, b, CUDA_R_16BF, ldb,
                                        sb, &beta, c, cdt, ldc, sc, nbatch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS)
-        return err_set(err, ERR_WORK, "cuda_gemm: neither cuBLASLt nor cublasGemmStridedBatchedEx can do %s: %s", what,
+        return err_set(err, ERR_WORK, "neither cuBLASLt nor cublasGemmStridedBatchedEx can do it: %s",
                        cublasGetStatusString(s));
     return 0;
 }
@@ -160,9 +159,9 @@ static void lt_plan_free(LtPlan *p) {
     if (p->op) cublasLtMatmulDescDestroy(p->op);
 }
 
-#define LT_SET(call) LT_TRY(call, err, what)
+#define LT_SET(call) LT_TRY(call, err)
 
-static int lt_plan_make(LtPlan *p, CudaBlas *h, const LtKey *k, const char *what, Err *err) {
+static int lt_plan_make(LtPlan *p, CudaBlas *h, const LtKey *k, Err *err) {
     cublasOperation_t ta = (cublasOperation_t)k->ta, tb = (cublasOperation_t)k->tb;
     uint64_t rows_a = ta == CUBLAS_OP_T ? k->K : k->N, cols_a = ta == CUBLAS_OP_T ? k->N : k->K;
     uint64_t rows_b = tb == CUBLAS_OP_T ? k->M : k->K, cols_b = tb == CUBLAS_OP_T ? k->K : k->M;
@@ -200,7 +199,7 @@ fail:
 }
 
 // The cached plan for key, built on a miss (replacing the least recently used).
-static const LtPlan *lt_plan_get(CudaBlas *h, const LtKey *key, const char *what, Err *err) {
+static const LtPlan *lt_plan_get(CudaBlas *h, const LtKey *key, Err *err) {
     int victim = 0;
     for (int i = 0; i < PLAN_CACHE; i++) {
         if (h->used[i] && memcmp(&h->key[i], key, sizeof *key) == 0) {
@@ -210,7 +209,7 @@ static const LtPlan *lt_plan_get(CudaBlas *h, const LtKey *key, const char *what
         if (h->used[i] < h->used[victim]) victim = i;
     }
     if (h->used[victim]) lt_plan_free(&h->plan[victim]), h->used[victim] = 0;
-    if (lt_plan_make(&h->plan[victim], h, key, what, err)) return NULL;
+    if (lt_plan_make(&h->plan[victim], h, key, err)) return NULL;
     h->key[victim] = *key, h->used[victim] = ++h->clock, h->builds++;
     return &h->plan[victim];
 }
@@ -234,8 +233,6 @@ extern "C" int cuda_gemm_batched(CudaBlas *h, cudaStream_t stream, int transA, i
         }
         return 0;
     }
-    char what[160];
-    snprintf(what, sizeof what, "M=%d N=%d K=%d transA=%d transB=%d batch=%d", M, N, K, transA, transB, nbatch);
     const cudaDataType_t cdt = ctype == CUDA_F32 ? CUDA_R_32F : CUDA_R_16BF;
     cublasOperation_t ta = transB ? CUBLAS_OP_T : CUBLAS_OP_N, tb = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
     LtKey key;
@@ -243,17 +240,20 @@ extern "C" int cuda_gemm_batched(CudaBlas *h, cudaStream_t stream, int transA, i
     key.ta = ta, key.tb = tb, key.M = M, key.N = N, key.K = K, key.lda = lda, key.ldb = ldb, key.ldc = ldc;
     key.nbatch = nbatch, key.cdt = cdt, key.al_a = ptr_align(A), key.al_b = ptr_align(B), key.al_c = ptr_align(C);
     if (nbatch > 1) key.sa = strideA, key.sb = strideB, key.sc = strideC;
-    const LtPlan *p = lt_plan_get(h, &key, what, err);
-    if (!p) return -1;
+    const LtPlan *p = lt_plan_get(h, &key, err);
+    int rc = p ? 0 : -1;
     cublasStatus_t s = CUBLAS_STATUS_NOT_SUPPORTED;
-    if (p->nres >= 1)
+    if (p && p->nres >= 1)
         s = cublasLtMatmul(h->lt, p->op, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C, p->lc, &p->res.algo, h->ws,
                            h->ws_bytes, stream);
-    if (s == CUBLAS_STATUS_NOT_SUPPORTED)  // no cuBLASLt kernel for this alignment / leading dimension
-        return gemm_fallback(h, stream, ta, tb, N, M, K, alpha, B, ldb, strideB, A, lda, strideA, beta, C, cdt, ldc,
-                             strideC, nbatch, what, err);
-    if (s != CUBLAS_STATUS_SUCCESS)
-        return err_set(err, ERR_WORK, "cuda_gemm: cublasLtMatmul (%s): %s", what, cublasGetStatusString(s));
+    if (p && s == CUBLAS_STATUS_NOT_SUPPORTED)  // no cuBLASLt kernel for this alignment / leading dimension
+        rc = gemm_fallback(h, stream, ta, tb, N, M, K, alpha, B, ldb, strideB, A, lda, strideA, beta, C, cdt, ldc,
+                           strideC, nbatch, err);
+    else if (p && s != CUBLAS_STATUS_SUCCESS)
+        rc = err_set(err, ERR_WORK, "cublasLtMatmul: %s", cublasGetStatusString(s));
+    if (rc)  // the shape only when something failed: this path runs for every product
+        return err_wrap(err, "cuda_gemm (M=%d N=%d K=%d transA=%d transB=%d batch=%d)", M, N, K, transA, transB,
+                        nbatch);
     return 0;
 }
 
